@@ -1,0 +1,615 @@
+/*
+ * loop.c: see loop.h.
+ *
+ * Every libev callback ends in run_core(): OS callbacks only post events,
+ * and the core's queue is drained in one place, so a strategy never runs
+ * inside another callback's half-finished work. Child exits are seen by one
+ * pid-0 ev_child watcher (libev reaps every child, orphans included).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "loop.h"
+#include "os/env.h"
+#include "os/log.h"
+#include "os/notify.h"
+#include "os/output.h"
+#include "os/procs.h"
+#include "os/spawn.h"
+
+struct daemon;
+
+struct service_os {
+    struct node *node;
+    const struct unit *unit;
+    struct daemon *daemon;
+    ev_timer timer;
+    ev_io notify_io;
+    ev_io status_io; /* the spawn status pipe of the instance being started */
+    char *notify_path;
+    char *status_text; /* last STATUS= */
+    struct output_stream *output;
+    int cgroup_dir, cgroup_procs;
+    pid_t pgid;
+};
+
+struct daemon {
+    struct ev_loop *loop;
+    struct core core;
+    struct unit_set *units;
+    struct node *root;
+    const struct daemon_options *options;
+    struct service_os **services;
+    size_t n_services;
+    int devnull;
+    int exit_status;
+    bool ended;
+    ev_child child_watcher;
+    ev_signal sig_term, sig_int, sig_hup;
+};
+
+static msec_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (msec_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_core(struct daemon *d)
+{
+    core_run(&d->core, now_ms());
+    if (d->ended)
+        ev_break(d->loop, EVBREAK_ALL);
+}
+
+static struct service_os *service_by_pid(struct daemon *d, pid_t pid)
+{
+    for (size_t i = 0; i < d->n_services; i++)
+        if (d->services[i]->node->pid == pid)
+            return d->services[i];
+    return NULL;
+}
+
+/* ---- describing exits ---- */
+
+static void describe_exit(struct exit_status status, char *buf, size_t size)
+{
+    if (!status.known)
+        snprintf(buf, size, "did not start");
+    else if (status.signaled)
+        snprintf(buf, size, "killed by SIG%s", sigabbrev_np(status.value) ? sigabbrev_np(status.value) : "?");
+    else
+        snprintf(buf, size, "exit status %d", status.value);
+}
+
+/* ---- the spawn status pipe ---- */
+
+static void close_status_pipe(struct service_os *svc)
+{
+    if (svc->status_io.fd < 0)
+        return;
+    ev_io_stop(svc->daemon->loop, &svc->status_io);
+    close(svc->status_io.fd);
+    ev_io_set(&svc->status_io, -1, EV_READ);
+}
+
+/* Learn whether exec worked. Returns true once the answer is known. */
+static bool check_status_pipe(struct service_os *svc)
+{
+    struct spawn_failure failure;
+    int r = spawn_read_status(svc->status_io.fd, &failure);
+    if (r == -EAGAIN)
+        return false;
+    if (r == 1)
+        log_unit(LOG_ERR, svc->node->name, "cannot start %s: %s failed: %s", svc->unit->argv[0],
+                 spawn_step_name(failure.step), strerror(failure.error));
+    else if (svc->unit->config.type == SERVICE_EXEC)
+        core_post_ready(&svc->daemon->core, svc->node);
+    close_status_pipe(svc);
+    return true;
+}
+
+static void on_status_pipe(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct service_os *svc = w->data;
+    check_status_pipe(svc);
+    run_core(svc->daemon);
+}
+
+/* ---- notify messages ---- */
+
+static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
+{
+    struct node *node = svc->node;
+    int belongs = procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, cred->pid);
+    if (belongs == 1)
+        return true;
+    if (belongs == 0)
+        return false;
+    /* The sender has gone (systemd-notify from a script often has): fall
+     * back on its user, which must be the service's own or root. */
+    uid_t owner = svc->unit->uid != (uid_t)-1 ? svc->unit->uid : getuid();
+    return cred->uid == 0 || cred->uid == owner;
+}
+
+static void apply_main_pid(struct service_os *svc, pid_t pid, const struct ucred *cred)
+{
+    struct node *node = svc->node;
+    if (node->pid == 0 || pid == node->pid)
+        return;
+    int belongs = procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, pid);
+    if (belongs != 1 && cred->uid != 0) {
+        log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: not a process of this service",
+                 (int)pid);
+        return;
+    }
+    if (kill(pid, 0) < 0) {
+        log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: no such process", (int)pid);
+        return;
+    }
+    log_unit(LOG_INFO, node->name, "main pid is now %d", (int)pid);
+    node->pid = pid;
+}
+
+static void apply_notify(struct service_os *svc, const struct notify_message *m,
+                         const struct ucred *cred)
+{
+    struct core *core = &svc->daemon->core;
+    struct node *node = svc->node;
+    if (m->status) {
+        free(svc->status_text);
+        svc->status_text = strdup(m->status);
+        log_unit(LOG_DEBUG, node->name, "status: %s", m->status);
+    }
+    if (m->main_pid)
+        apply_main_pid(svc, m->main_pid, cred);
+    if (m->extend_usec >= 0)
+        core_extend_timeout(core, node, (msec_t)(m->extend_usec / 1000));
+    if (m->watchdog)
+        core_watchdog_ping(core, node);
+    if (m->watchdog_trigger)
+        core_watchdog_trigger(core, node);
+    if (m->stopping) {
+        log_unit(LOG_INFO, node->name, "service says it is stopping");
+        core_stopping_notified(core, node);
+    }
+    if (m->ready) {
+        if (svc->unit->config.type == SERVICE_NOTIFY)
+            core_post_ready(core, node);
+        else
+            log_unit(LOG_DEBUG, node->name, "READY=1 ignored: Type=%s",
+                     service_type_name(svc->unit->config.type));
+    }
+}
+
+/* Handle what is waiting on the service's notify socket, at most `limit`
+ * datagrams, so a flooding service cannot starve the loop. */
+static void drain_notify(struct service_os *svc, int limit)
+{
+    char buf[NOTIFY_MESSAGE_MAX + 1];
+    for (int i = 0; i < limit; i++) {
+        struct ucred cred;
+        ssize_t n = notify_receive(svc->notify_io.fd, buf, sizeof(buf), &cred);
+        if (n == -EAGAIN)
+            return;
+        if (n < 0) {
+            log_unit(LOG_WARNING, svc->node->name, "notify message dropped: %s",
+                     n == -EMSGSIZE ? "too long" : "no sender credentials");
+            continue;
+        }
+        if (!notify_authorized(svc, &cred)) {
+            log_unit(LOG_WARNING, svc->node->name,
+                     "notify message from pid %d (uid %d) ignored: not a process of this service",
+                     (int)cred.pid, (int)cred.uid);
+            continue;
+        }
+        struct notify_message m;
+        if (notify_parse(buf, (size_t)n, &m) < 0) {
+            log_unit(LOG_WARNING, svc->node->name, "notify message with a NUL byte ignored");
+            continue;
+        }
+        apply_notify(svc, &m, &cred);
+    }
+}
+
+static void on_notify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct service_os *svc = w->data;
+    drain_notify(svc, 64);
+    run_core(svc->daemon);
+}
+
+/* ---- timers ---- */
+
+static void arm_timer(struct service_os *svc, msec_t when)
+{
+    struct ev_loop *loop = svc->daemon->loop;
+    ev_timer_stop(loop, &svc->timer);
+    if (when <= 0)
+        return;
+    msec_t delay = when - now_ms() + 1;
+    ev_timer_set(&svc->timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
+    ev_timer_start(loop, &svc->timer);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct service_os *svc = w->data;
+    if (svc->node->deadline > now_ms()) {
+        arm_timer(svc, svc->node->deadline); /* woke a little early */
+        return;
+    }
+    core_post_deadline(&svc->daemon->core, svc->node);
+    run_core(svc->daemon);
+}
+
+/* ---- core ops ---- */
+
+static int op_spawn(void *ctx, struct node *node)
+{
+    struct daemon *d = ctx;
+    struct service_os *svc = node->os;
+    const struct unit *unit = svc->unit;
+    char path[PATH_MAX];
+    struct env env;
+    int out[2] = {-1, -1};
+    int error;
+
+    if (strchr(unit->argv[0], '/')) {
+        snprintf(path, sizeof(path), "%s", unit->argv[0]);
+    } else if ((error = spawn_find_program(unit->argv[0], env_path_for(unit), path,
+                                           sizeof(path))) < 0) {
+        log_unit(LOG_ERR, node->name, "cannot start %s: %s in PATH", unit->argv[0],
+                 error == -ENOENT ? "not found" : strerror(-error));
+        return error;
+    }
+    if ((error = env_build(&env, unit, svc->notify_path)) < 0) {
+        log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
+        env_free(&env);
+        return error;
+    }
+    bool capture = unit->standard_output == OUTPUT_LOG || unit->standard_error == OUTPUT_LOG;
+    if (capture && pipe2(out, O_CLOEXEC) < 0) {
+        error = -errno;
+        env_free(&env);
+        log_unit(LOG_ERR, node->name, "cannot start: pipe: %s", strerror(errno));
+        return error;
+    }
+    int modes[2] = {unit->standard_output, unit->standard_error};
+    int fds[2];
+    for (int i = 0; i < 2; i++)
+        fds[i] = modes[i] == OUTPUT_LOG ? out[1] : modes[i] == OUTPUT_INHERIT ? 1 + i : d->devnull;
+
+    if (svc->cgroup_dir < 0)
+        svc->cgroup_dir = procs_group_open(node->name, &svc->cgroup_procs);
+    struct spawn_request req = {
+        .path = path,
+        .argv = unit->argv,
+        .envp = env.entries,
+        .pid_slots = {env.watchdog_pid_slot, NULL},
+        .stdin_fd = d->devnull,
+        .stdout_fd = fds[0],
+        .stderr_fd = fds[1],
+        .cgroup_fd = svc->cgroup_dir >= 0 ? svc->cgroup_procs : -1,
+        .set_ids = unit->uid != (uid_t)-1 || unit->gid != (gid_t)-1,
+        .uid = unit->uid != (uid_t)-1 ? unit->uid : getuid(),
+        .gid = unit->gid != (gid_t)-1 ? unit->gid : getgid(),
+        .groups = unit->groups,
+        .n_groups = unit->n_groups,
+        .working_directory = unit->working_directory,
+        .set_umask = unit->umask_set,
+        .umask = unit->umask,
+    };
+    int status_fd;
+    pid_t pid = spawn_process(&req, &status_fd);
+    env_free(&env);
+    if (out[1] >= 0)
+        close(out[1]);
+    if (pid < 0) {
+        if (out[0] >= 0)
+            close(out[0]);
+        log_unit(LOG_ERR, node->name, "cannot start: fork: %s", strerror((int)-pid));
+        return (int)pid;
+    }
+    svc->pgid = pid;
+    ev_io_set(&svc->status_io, status_fd, EV_READ);
+    ev_io_start(d->loop, &svc->status_io);
+    if (out[0] >= 0)
+        svc->output = output_open(d->loop, node->name, pid, out[0]);
+    if (node->restarts > 0 && node->started_once)
+        log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)pid, node->restarts);
+    else
+        log_unit(LOG_INFO, node->name, "starting pid %d", (int)pid);
+    return pid;
+}
+
+static void op_signal(void *ctx, struct node *node, int sig)
+{
+    struct service_os *svc = node->os;
+    if (svc->pgid > 0 && kill(-svc->pgid, sig) == 0)
+        return;
+    if (node->pid > 0)
+        kill(node->pid, sig); /* it left its group: at least the main process */
+}
+
+static void op_kill_all(void *ctx, struct node *node)
+{
+    struct service_os *svc = node->os;
+    procs_kill_all(node->name, svc->cgroup_dir, svc->pgid, node->pid);
+}
+
+static void op_set_deadline(void *ctx, struct node *node, msec_t when)
+{
+    if (node->kind == NODE_SERVICE)
+        arm_timer(node->os, when);
+}
+
+static void log_stopping(struct node *node)
+{
+    const char *sig = sigabbrev_np(node->config.kill_signal);
+    switch (node->stop_reason) {
+    case STOP_START_TIMEOUT:
+        log_unit(LOG_ERR, node->name, "not ready after StartTimeout; stopping it");
+        break;
+    case STOP_WATCHDOG:
+        log_unit(LOG_ERR, node->name, "watchdog timeout; sending SIGABRT");
+        break;
+    default:
+        if (node->config.shutdown == SHUTDOWN_BRUTAL_KILL)
+            log_unit(LOG_INFO, node->name, "stopping (SIGKILL)");
+        else
+            log_unit(LOG_INFO, node->name, "stopping (SIG%s)", sig ? sig : "?");
+    }
+}
+
+static void op_transition(void *ctx, struct node *node, enum node_state from)
+{
+    char how[64];
+    describe_exit(node->last_exit, how, sizeof(how));
+    bool service = node->kind == NODE_SERVICE;
+    switch (node->state) {
+    case NODE_STARTING:
+        if (!service)
+            log_unit(LOG_INFO, node->name, "starting");
+        break;
+    case NODE_RUNNING:
+        if (service)
+            log_unit(LOG_INFO, node->name, "running (pid %d)", node->pid);
+        else
+            log_unit(LOG_INFO, node->name, "running");
+        break;
+    case NODE_STOPPING:
+        if (service)
+            log_stopping(node);
+        else if (node->giving_up)
+            log_unit(LOG_ERR, node->name,
+                     "more than %d restarts within %lldms: giving up, stopping all children",
+                     node->config.intensity, (long long)node->config.period);
+        else if (node->auto_ending)
+            log_unit(LOG_INFO, node->name, "a significant child ended: shutting down");
+        else
+            log_unit(LOG_INFO, node->name, "stopping");
+        break;
+    case NODE_STOPPED:
+        log_unit(LOG_INFO, node->name, service ? "stopped (%s)" : "stopped", how);
+        break;
+    case NODE_DONE:
+        log_unit(LOG_INFO, node->name, service ? "exited (%s)" : "shut down", how);
+        break;
+    case NODE_FAILED:
+        if (!service)
+            log_unit(LOG_ERR, node->name, "failed");
+        else if (from == NODE_STARTING)
+            log_unit(LOG_ERR, node->name, "failed to start (%s)", how);
+        else
+            log_unit(LOG_WARNING, node->name, "failed (%s)", how);
+        break;
+    default:
+        break;
+    }
+}
+
+static void op_root_ended(void *ctx, int status)
+{
+    struct daemon *d = ctx;
+    d->ended = true;
+    d->exit_status = status;
+}
+
+static const struct core_ops daemon_ops = {
+    .spawn = op_spawn,
+    .signal = op_signal,
+    .kill_all = op_kill_all,
+    .set_deadline = op_set_deadline,
+    .transition = op_transition,
+    .root_ended = op_root_ended,
+};
+
+/* ---- children and signals ---- */
+
+static void on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct daemon *d = w->data;
+    pid_t pid = w->rpid;
+    int status = w->rstatus;
+    struct service_os *svc = service_by_pid(d, pid);
+    if (!svc) {
+        log_msg(LOG_DEBUG, "reaped pid %d (not a main process)", (int)pid);
+        return;
+    }
+    /* Settle what the process said before it died: whether exec worked,
+     * and its last notify messages (READY=1 just before exiting counts). */
+    if (svc->status_io.fd >= 0)
+        check_status_pipe(svc);
+    drain_notify(svc, 1024);
+    struct exit_status exit = {.known = true};
+    if (WIFSIGNALED(status)) {
+        exit.signaled = true;
+        exit.value = WTERMSIG(status);
+    } else {
+        exit.value = WEXITSTATUS(status);
+    }
+    svc->output = NULL; /* the stream lives on until EOF, then frees itself */
+    core_post_exited(&d->core, svc->node, exit);
+    run_core(d);
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct daemon *d = w->data;
+    if (d->core.shutting_down) {
+        log_msg(LOG_INFO, "SIG%s again: shutdown already under way", sigabbrev_np(w->signum));
+        return;
+    }
+    log_msg(LOG_INFO, "SIG%s: shutting down", sigabbrev_np(w->signum));
+    core_shutdown(&d->core);
+    run_core(d);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_msg(LOG_WARNING, "SIGHUP: reload is not supported yet; ignored");
+}
+
+/* ---- setting up and tearing down services ---- */
+
+static int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
+{
+    struct service_os *svc = calloc(1, sizeof(*svc));
+    if (!svc)
+        return -ENOMEM;
+    svc->node = node;
+    svc->unit = unit;
+    svc->daemon = d;
+    svc->cgroup_dir = svc->cgroup_procs = -1;
+    node->os = svc;
+    ev_timer_init(&svc->timer, on_timer, 0.0, 0.0);
+    svc->timer.data = svc;
+    ev_io_init(&svc->status_io, on_status_pipe, -1, EV_READ);
+    svc->status_io.data = svc;
+    if (asprintf(&svc->notify_path, "%s/notify/%s", d->options->runtime_dir, node->name) < 0)
+        return -ENOMEM;
+    int fd = notify_socket_open(svc->notify_path);
+    if (fd < 0) {
+        log_unit(LOG_ERR, node->name, "cannot create notify socket %s: %s", svc->notify_path,
+                 strerror(-fd));
+        return fd;
+    }
+    ev_io_init(&svc->notify_io, on_notify, fd, EV_READ);
+    svc->notify_io.data = svc;
+    ev_io_start(d->loop, &svc->notify_io);
+    d->services[d->n_services++] = svc;
+    return 0;
+}
+
+static void service_teardown(struct daemon *d, struct service_os *svc)
+{
+    ev_timer_stop(d->loop, &svc->timer);
+    close_status_pipe(svc);
+    if (svc->notify_io.fd >= 0) {
+        ev_io_stop(d->loop, &svc->notify_io);
+        close(svc->notify_io.fd);
+        unlink(svc->notify_path);
+    }
+    procs_group_close(svc->node->name, svc->cgroup_dir, svc->cgroup_procs);
+    free(svc->notify_path);
+    free(svc->status_text);
+    svc->node->os = NULL;
+    free(svc);
+}
+
+static int setup_tree(struct daemon *d, struct node *node)
+{
+    if (node->kind == NODE_SERVICE) {
+        const struct unit *unit = unit_set_find(d->units, node->name);
+        return unit ? service_setup(d, node, unit) : -ENOENT;
+    }
+    for (size_t i = 0; i < node->n_children; i++) {
+        int r = setup_tree(d, node->children[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int make_runtime_dirs(const char *runtime)
+{
+    char path[PATH_MAX];
+    if (mkdir(runtime, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path, sizeof(path), "%s/notify", runtime);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int daemon_run(const struct daemon_options *options, struct unit_set *units)
+{
+    struct daemon d = {.options = options, .units = units, .exit_status = 1};
+    int r = make_runtime_dirs(options->runtime_dir);
+    if (r < 0) {
+        log_msg(LOG_ERR, "cannot create runtime directory %s: %s", options->runtime_dir,
+                strerror(-r));
+        return 1;
+    }
+    d.loop = ev_default_loop(EVFLAG_NOENV);
+    if (!d.loop) {
+        log_msg(LOG_ERR, "cannot initialise the event loop");
+        return 1;
+    }
+    log_attach(d.loop);
+    procs_init(options->no_cgroups);
+    d.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    d.root = unit_build_tree(units);
+    d.services = calloc(units->count + 1, sizeof(*d.services));
+    if (d.devnull < 0 || !d.root || !d.services) {
+        log_msg(LOG_ERR, "out of memory");
+        return 1;
+    }
+    if (setup_tree(&d, d.root) < 0)
+        goto out;
+
+    ev_child_init(&d.child_watcher, on_child, 0, 0);
+    d.child_watcher.data = &d;
+    ev_child_start(d.loop, &d.child_watcher);
+    ev_signal_init(&d.sig_term, on_stop_signal, SIGTERM);
+    ev_signal_init(&d.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&d.sig_hup, on_hup, SIGHUP);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    ev_signal_start(d.loop, &d.sig_term);
+    ev_signal_start(d.loop, &d.sig_int);
+    ev_signal_start(d.loop, &d.sig_hup);
+    /* A SIGCHLD from before the loop existed is lost: look once. */
+    ev_feed_signal_event(d.loop, SIGCHLD);
+
+    core_init(&d.core, d.root, &daemon_ops, &d);
+    log_msg(LOG_INFO, "starting %zu services from %s", d.n_services, options->unit_dir);
+    core_start_tree(&d.core);
+    run_core(&d);
+    if (!d.ended)
+        ev_run(d.loop, 0);
+    log_msg(LOG_INFO, "exiting with status %d", d.exit_status);
+
+out:
+    output_close_all(d.loop);
+    for (size_t i = 0; i < d.n_services; i++)
+        service_teardown(&d, d.services[i]);
+    procs_cleanup();
+    core_free(&d.core);
+    node_free_tree(d.root);
+    free(d.services);
+    close(d.devnull);
+    return d.exit_status;
+}

@@ -1,0 +1,26 @@
+/*
+ * loop.h: the OS shell around the core. It owns the libev loop, one
+ * struct service_os per service (timer, notify socket, status pipe, output
+ * stream, cgroup), and turns OS happenings into core events and core
+ * actions into system calls.
+ */
+#ifndef ARBOR_LOOP_H
+#define ARBOR_LOOP_H
+
+#include <stdbool.h>
+
+#include "core/core.h"
+#include "unit/unit.h"
+
+struct daemon_options {
+    const char *unit_dir;
+    const char *runtime_dir;
+    bool verbose;
+    bool no_cgroups;
+};
+
+/* Run the tree from a validated unit set until it ends. Returns arbord's
+ * exit status. Takes ownership of `units`. */
+int daemon_run(const struct daemon_options *options, struct unit_set *units);
+
+#endif

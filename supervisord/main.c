@@ -1,0 +1,224 @@
+/*
+ * main.c: arbord, the arbor supervision daemon.
+ *
+ * main() is the list of steps: read options, load and validate the units
+ * (all errors at once, FILE:LINE), stop there for --check, prepare the
+ * process (signals, fd limit, subreaper, runtime lock), then hand over to
+ * the loop until the tree ends.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "os/log.h"
+#include "unit/unit.h"
+
+#ifndef ARBOR_VERSION
+#define ARBOR_VERSION "0"
+#endif
+
+enum { EXIT_ROOT_FAILED = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: arbord [OPTIONS]\n"
+            "Supervise a tree of services the way Erlang/OTP supervises processes.\n"
+            "\n"
+            "  -u, --units DIR     unit directory (default $ARBOR_UNITS, else /etc/arbor)\n"
+            "  -r, --runtime DIR   runtime directory for sockets (default $ARBOR_RUNTIME,\n"
+            "                      else /run/arbor as root, $XDG_RUNTIME_DIR/arbor otherwise)\n"
+            "      --check         validate the units, print the tree, exit 0 (valid) or 1\n"
+            "      --no-cgroups    track services by process tree even where cgroups work\n"
+            "  -v, --verbose       log debug messages too\n"
+            "  -h, --help          show this help\n"
+            "  -V, --version       show the version\n"
+            "\n"
+            "SIGTERM or SIGINT stops the tree in reverse order and exits 0.\n"
+            "Exit status: 0 after a shutdown, 1 when the root supervisor gave up,\n"
+            "2 for bad options or units; under AutoShutdown, the significant child's.\n"
+            "See arbord(8) and arbor.unit(5).\n");
+}
+
+struct options {
+    struct daemon_options daemon;
+    bool check;
+    char runtime_buf[PATH_MAX];
+};
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"units", required_argument, NULL, 'u'},  {"runtime", required_argument, NULL, 'r'},
+        {"check", no_argument, NULL, 'c'},        {"no-cgroups", no_argument, NULL, 'G'},
+        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "u:r:vhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            o->daemon.unit_dir = optarg;
+            break;
+        case 'r':
+            o->daemon.runtime_dir = optarg;
+            break;
+        case 'c':
+            o->check = true;
+            break;
+        case 'G':
+            o->daemon.no_cgroups = true;
+            break;
+        case 'v':
+            o->daemon.verbose = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("arbord %s\n", ARBOR_VERSION);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "arbord: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!o->daemon.unit_dir)
+        o->daemon.unit_dir = getenv("ARBOR_UNITS");
+    if (!o->daemon.unit_dir || !*o->daemon.unit_dir)
+        o->daemon.unit_dir = "/etc/arbor";
+    if (!o->daemon.runtime_dir)
+        o->daemon.runtime_dir = getenv("ARBOR_RUNTIME");
+    if (!o->daemon.runtime_dir || !*o->daemon.runtime_dir) {
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        if (geteuid() == 0) {
+            o->daemon.runtime_dir = "/run/arbor";
+        } else if (xdg && *xdg) {
+            snprintf(o->runtime_buf, sizeof(o->runtime_buf), "%s/arbor", xdg);
+            o->daemon.runtime_dir = o->runtime_buf;
+        } else if (!o->check) {
+            fprintf(stderr, "arbord: no runtime directory: use -r DIR, $ARBOR_RUNTIME or "
+                            "$XDG_RUNTIME_DIR\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Print every problem, FILE:LINE: message, and say how many. */
+static void report_diagnostics(const struct diagnostics *diag)
+{
+    for (size_t i = 0; i < diag->count; i++)
+        fprintf(stderr, "%s\n", diag->messages[i]);
+    fprintf(stderr, "arbord: %zu problem%s found; nothing started\n", diag->count,
+            diag->count == 1 ? "" : "s");
+}
+
+/* The process arbord must be before the first fork. */
+static void prepare_process(void)
+{
+    /* libev never unblocks a signal blocked at start: begin from an empty
+     * mask. SIGPIPE would kill us on a closed log reader: ignore it (the
+     * children get default dispositions back in spawn.c). */
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Thousands of services need thousands of fds. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* Orphans of our services come back to us, so that we reap them and
+     * can find the ones that left their process group. */
+    if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        log_msg(LOG_WARNING, "cannot become a child subreaper: %s", strerror(errno));
+}
+
+/* One arbord per runtime directory: hold a lock on RUNTIME/arbord.pid. */
+static int lock_runtime(const char *runtime)
+{
+    char path[PATH_MAX];
+    if (mkdir(runtime, 0755) < 0 && errno != EEXIST) {
+        log_msg(LOG_ERR, "cannot create runtime directory %s: %s", runtime, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/arbord.pid", runtime);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_msg(LOG_ERR, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        log_msg(LOG_ERR, "another arbord is running with runtime directory %s", runtime);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)n) != n)
+        log_msg(LOG_WARNING, "cannot write %s", path);
+    return fd; /* kept open, so locked, until exit */
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    if (parse_options(argc, argv, &o) < 0)
+        return EXIT_USAGE;
+
+    struct unit_set units = {0};
+    struct diagnostics diag = {0};
+    int loaded = unit_load_dir(o.daemon.unit_dir, &units, &diag);
+    if (o.check) {
+        if (loaded == 0) {
+            struct node *root = unit_build_tree(&units);
+            unit_print_tree(stdout, root, &units);
+            node_free_tree(root);
+        } else {
+            for (size_t i = 0; i < diag.count; i++)
+                fprintf(stderr, "%s\n", diag.messages[i]);
+        }
+        diag_free(&diag);
+        unit_set_free(&units);
+        return loaded == 0 ? 0 : 1;
+    }
+    if (loaded < 0) {
+        report_diagnostics(&diag);
+        diag_free(&diag);
+        unit_set_free(&units);
+        return EXIT_USAGE;
+    }
+    diag_free(&diag);
+
+    log_init(o.daemon.verbose);
+    prepare_process();
+    int lock = lock_runtime(o.daemon.runtime_dir);
+    if (lock < 0) {
+        unit_set_free(&units);
+        return EXIT_ROOT_FAILED;
+    }
+    int status = daemon_run(&o.daemon, &units);
+    unit_set_free(&units);
+    close(lock);
+    log_flush();
+    return status;
+}

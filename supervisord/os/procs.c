@@ -1,0 +1,338 @@
+/*
+ * procs.c: see procs.h.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "os/log.h"
+#include "os/procs.h"
+
+static struct {
+    bool enabled;
+    char base[PATH_MAX];     /* absolute path of arbord-<pid> */
+    char relative[PATH_MAX]; /* the same as /proc/PID/cgroup shows it */
+} cg;
+
+/* The cgroup2 mount point and the root of that mount, from mountinfo. */
+static bool find_cgroup2(char *mount, size_t mount_size, char *root, size_t root_size)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        /* id parent major:minor root mountpoint options ... - fstype source ... */
+        char mroot[1024], mpoint[1024], fstype[64];
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(dash, " - %63s", fstype) != 1 || strcmp(fstype, "cgroup2") != 0)
+            continue;
+        if (sscanf(line, "%*s %*s %*s %1023s %1023s", mroot, mpoint) != 2)
+            continue;
+        found = (size_t)snprintf(mount, mount_size, "%s", mpoint) < mount_size &&
+                (size_t)snprintf(root, root_size, "%s", mroot) < root_size;
+    }
+    fclose(f);
+    return found;
+}
+
+static bool own_cgroup(char *buf, size_t size)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "0::", 3) != 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        found = (size_t)snprintf(buf, size, "%s", line + 3) < size;
+    }
+    fclose(f);
+    return found;
+}
+
+bool procs_init(bool disable)
+{
+    char mount[1024], root[1024], own[2048];
+    if (disable || !find_cgroup2(mount, sizeof(mount), root, sizeof(root)) ||
+        !own_cgroup(own, sizeof(own)))
+        goto fallback;
+    /* The path of our group inside the mount: strip the mount's own root. */
+    const char *inside = own;
+    size_t root_len = strcmp(root, "/") == 0 ? 0 : strlen(root);
+    if (root_len && strncmp(own, root, root_len) == 0)
+        inside = own + root_len;
+    int n = snprintf(cg.base, sizeof(cg.base), "%s%s%sarbord-%d", mount, inside,
+                     inside[strlen(inside) - 1] == '/' ? "" : "/", (int)getpid());
+    int m = snprintf(cg.relative, sizeof(cg.relative), "%s%sarbord-%d", own,
+                     own[strlen(own) - 1] == '/' ? "" : "/", (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(cg.base) || m < 0 || (size_t)m >= sizeof(cg.relative))
+        goto fallback;
+    if (mkdir(cg.base, 0755) < 0 && errno != EEXIST) {
+        log_msg(LOG_INFO, "no cgroup for services (%s: %s); tracking the process tree instead",
+                cg.base, strerror(errno));
+        goto fallback;
+    }
+    cg.enabled = true;
+    log_msg(LOG_DEBUG, "services get cgroups under %s", cg.base);
+    return true;
+fallback:
+    cg.enabled = false;
+    return false;
+}
+
+bool procs_have_cgroups(void)
+{
+    return cg.enabled;
+}
+
+void procs_cleanup(void)
+{
+    if (cg.enabled && rmdir(cg.base) < 0 && errno != ENOENT)
+        log_msg(LOG_DEBUG, "cannot remove %s: %s", cg.base, strerror(errno));
+}
+
+int procs_group_open(const char *service, int *ret_procs_fd)
+{
+    if (!cg.enabled)
+        return -1;
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", cg.base, service) >= sizeof(path))
+        return -1;
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        log_unit(LOG_WARNING, service, "cannot create cgroup %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return -1;
+    int procs = openat(dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (procs < 0) {
+        close(dir);
+        return -1;
+    }
+    *ret_procs_fd = procs;
+    return dir;
+}
+
+void procs_group_close(const char *service, int dir_fd, int procs_fd)
+{
+    if (procs_fd >= 0)
+        close(procs_fd);
+    if (dir_fd < 0)
+        return;
+    close(dir_fd);
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", cg.base, service) < sizeof(path))
+        rmdir(path); /* fails while a process is still dying: harmless */
+}
+
+/* ---- the process-tree fallback ---- */
+
+struct proc_stat {
+    pid_t ppid, pgid;
+};
+
+static bool read_stat(pid_t pid, struct proc_stat *ret)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* The command name may hold spaces and parentheses: parse after the last ')'. */
+    char *rparen = strrchr(buf, ')');
+    int ppid, pgid;
+    char state;
+    if (!rparen || sscanf(rparen + 1, " %c %d %d", &state, &ppid, &pgid) != 3)
+        return false;
+    ret->ppid = ppid;
+    ret->pgid = pgid;
+    return true;
+}
+
+static bool environ_has(pid_t pid, const char *entry)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t len = strlen(entry);
+    char item[512];
+    size_t used = 0;
+    bool found = false;
+    int c;
+    while (!found && (c = fgetc(f)) != EOF) {
+        if (c == '\0') {
+            found = used == len && memcmp(item, entry, len) == 0;
+            used = 0;
+        } else if (used < sizeof(item)) {
+            item[used++] = (char)c;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Every pid in /proc, with its parent; the caller frees. */
+static size_t list_processes(pid_t **ret_pids, struct proc_stat **ret_stats)
+{
+    DIR *d = opendir("/proc");
+    size_t n = 0, cap = 0;
+    pid_t *pids = NULL;
+    struct proc_stat *stats = NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid_t pid = (pid_t)atoi(e->d_name);
+        struct proc_stat st;
+        if (!read_stat(pid, &st))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            pid_t *p = realloc(pids, cap * sizeof(*p));
+            struct proc_stat *s = realloc(stats, cap * sizeof(*s));
+            if (p)
+                pids = p;
+            if (s)
+                stats = s;
+            if (!p || !s)
+                break;
+        }
+        pids[n] = pid;
+        stats[n] = st;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    *ret_pids = pids;
+    *ret_stats = stats;
+    return n;
+}
+
+static void kill_tree_fallback(const char *service, pid_t main_pid)
+{
+    pid_t *pids;
+    struct proc_stat *stats;
+    size_t n = list_processes(&pids, &stats);
+    char tag[128];
+    snprintf(tag, sizeof(tag), "ARBOR_UNIT=%s", service);
+    pid_t self = getpid();
+    /* Mark the tree under main_pid, and adopted orphans carrying the tag,
+     * then repeat until no new descendant turns up. */
+    bool *mark = calloc(n ? n : 1, sizeof(*mark));
+    if (mark) {
+        for (size_t i = 0; i < n; i++)
+            mark[i] = pids[i] == main_pid ||
+                      (stats[i].ppid == self && pids[i] != self && environ_has(pids[i], tag));
+        for (bool grew = true; grew;) {
+            grew = false;
+            for (size_t i = 0; i < n; i++) {
+                if (mark[i])
+                    continue;
+                for (size_t j = 0; j < n; j++) {
+                    if (mark[j] && stats[i].ppid == pids[j]) {
+                        mark[i] = grew = true;
+                        break;
+                    }
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (mark[i] && pids[i] != self)
+                kill(pids[i], SIGKILL);
+    }
+    free(mark);
+    free(pids);
+    free(stats);
+}
+
+static void kill_cgroup(int dir_fd)
+{
+    int fd = openat(dir_fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = write(fd, "1", 1);
+        close(fd);
+        if (n == 1)
+            return;
+    }
+    /* Kernels before 5.14 have no cgroup.kill: signal each member. */
+    fd = openat(dir_fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    int pid;
+    while (f && fscanf(f, "%d", &pid) == 1)
+        kill(pid, SIGKILL);
+    if (f)
+        fclose(f);
+    else if (fd >= 0)
+        close(fd);
+}
+
+void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid)
+{
+    if (pgid > 0)
+        kill(-pgid, SIGKILL);
+    if (dir_fd >= 0)
+        kill_cgroup(dir_fd);
+    else
+        kill_tree_fallback(service, main_pid);
+}
+
+static int cgroup_belongs(const char *service, pid_t pid)
+{
+    char path[64], line[4096], want[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    snprintf(want, sizeof(want), "0::%s/%s", cg.relative, service);
+    int result = 0;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strcmp(line, want) == 0)
+            result = 1;
+    }
+    fclose(f);
+    return result;
+}
+
+int procs_belongs(const char *service, int dir_fd, pid_t pgid, pid_t main_pid, pid_t pid)
+{
+    if (pid <= 0)
+        return -1;
+    if (pid == main_pid)
+        return 1;
+    if (dir_fd >= 0)
+        return cgroup_belongs(service, pid);
+    struct proc_stat st;
+    if (!read_stat(pid, &st))
+        return -1;
+    if (pgid > 0 && st.pgid == pgid)
+        return 1;
+    /* Walk up the parents to the main process. */
+    for (int depth = 0; depth < 64 && st.ppid > 1; depth++) {
+        if (st.ppid == main_pid)
+            return 1;
+        if (!read_stat(st.ppid, &st))
+            break;
+    }
+    return 0;
+}

@@ -1,0 +1,207 @@
+/*
+ * spawn.c: see spawn.h. Everything after fork() in the child is limited to
+ * async-signal-safe calls: arbord may have been in the middle of malloc
+ * when it forked, so the child must not allocate.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+#include <sys/syscall.h>
+
+#include "os/spawn.h"
+
+static void report_and_exit(int status_fd, int step, int error)
+{
+    struct spawn_failure failure = {.step = step, .error = error};
+    ssize_t n = write(status_fd, &failure, sizeof(failure));
+    (void)n;
+    /* As tini and shells do: 127 for a missing program, 126 otherwise. */
+    _exit(step == SPAWN_STEP_EXEC && error == ENOENT ? 127 : 126);
+}
+
+static void write_pid(char *slot, pid_t pid)
+{
+    char *digits = slot + strlen(slot) - SPAWN_PID_DIGITS;
+    char tmp[SPAWN_PID_DIGITS];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + pid % 10);
+        pid /= 10;
+    } while (pid > 0 && n < SPAWN_PID_DIGITS);
+    for (int i = 0; i < n; i++)
+        digits[i] = tmp[n - 1 - i];
+    digits[n] = '\0';
+}
+
+/* Move every fd we must place out of the way of the targets first, so that
+ * dup2() onto 0..3+n never clobbers a source still needed. */
+static int arrange_fds(const struct spawn_request *req)
+{
+    int n = req->n_pass_fds;
+    int floor = 3 + n + 3;
+    int sources[3 + SPAWN_MAX_PASS_FDS];
+    sources[0] = req->stdin_fd;
+    sources[1] = req->stdout_fd;
+    sources[2] = req->stderr_fd;
+    for (int i = 0; i < n; i++)
+        sources[3 + i] = req->pass_fds[i];
+    for (int i = 0; i < 3 + n; i++) {
+        int moved = fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
+        if (moved < 0)
+            return -1;
+        sources[i] = moved;
+    }
+    for (int i = 0; i < 3 + n; i++)
+        if (dup2(sources[i], i) < 0) /* dup2 clears FD_CLOEXEC on the target */
+            return -1;
+    /* Everything else closes at exec; the status pipe must stay until then. */
+    if (syscall(SYS_close_range, 3 + n, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 3 + n; fd < 65536; fd++) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0)
+                fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    return 0;
+}
+
+static void child_side(const struct spawn_request *req, int status_fd)
+{
+    /* Keep the status pipe above every fd number arrange_fds() targets. */
+    int high = fcntl(status_fd, F_DUPFD_CLOEXEC, 3 + SPAWN_MAX_PASS_FDS + 3);
+    if (high >= 0)
+        status_fd = high;
+
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+
+    if (setsid() < 0)
+        report_and_exit(status_fd, SPAWN_STEP_SETSID, errno);
+    if (req->cgroup_fd >= 0 && write(req->cgroup_fd, "0", 1) < 0)
+        report_and_exit(status_fd, SPAWN_STEP_CGROUP, errno);
+    if (arrange_fds(req) < 0)
+        report_and_exit(status_fd, SPAWN_STEP_FDS, errno);
+
+    pid_t self = getpid();
+    for (int i = 0; i < 2; i++)
+        if (req->pid_slots[i])
+            write_pid(req->pid_slots[i], self);
+
+    if (req->set_umask)
+        umask(req->umask);
+    if (req->working_directory && chdir(req->working_directory) < 0)
+        report_and_exit(status_fd, SPAWN_STEP_CHDIR, errno);
+    if (req->set_ids) {
+        if (setgroups((size_t)req->n_groups, req->groups) < 0)
+            report_and_exit(status_fd, SPAWN_STEP_GROUPS, errno);
+        if (setresgid(req->gid, req->gid, req->gid) < 0)
+            report_and_exit(status_fd, SPAWN_STEP_GID, errno);
+        if (setresuid(req->uid, req->uid, req->uid) < 0)
+            report_and_exit(status_fd, SPAWN_STEP_UID, errno);
+    }
+
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(req->path, req->argv, req->envp);
+    report_and_exit(status_fd, SPAWN_STEP_EXEC, errno);
+}
+
+pid_t spawn_process(const struct spawn_request *req, int *ret_status_fd)
+{
+    int status_pipe[2];
+    if (req->n_pass_fds > SPAWN_MAX_PASS_FDS)
+        return -EINVAL;
+    if (pipe2(status_pipe, O_CLOEXEC) < 0)
+        return -errno;
+
+    /* Block every signal across fork: libev's handler must not run in the
+     * child (it would write to the eventfd the parent shares). */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(status_pipe[0]);
+        child_side(req, status_pipe[1]);
+    }
+    int saved = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(status_pipe[1]);
+    if (pid < 0) {
+        close(status_pipe[0]);
+        return -saved;
+    }
+    fcntl(status_pipe[0], F_SETFL, O_NONBLOCK);
+    *ret_status_fd = status_pipe[0];
+    return pid;
+}
+
+int spawn_read_status(int fd, struct spawn_failure *ret)
+{
+    struct spawn_failure failure;
+    ssize_t n;
+    do {
+        n = read(fd, &failure, sizeof(failure));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? -EAGAIN : 0;
+    if (n == 0)
+        return 0;
+    if (n != sizeof(failure)) {
+        failure.step = SPAWN_STEP_EXEC;
+        failure.error = EIO;
+    }
+    *ret = failure;
+    return 1;
+}
+
+const char *spawn_step_name(int step)
+{
+    switch (step) {
+    case SPAWN_STEP_SETSID:
+        return "setsid";
+    case SPAWN_STEP_CGROUP:
+        return "joining its cgroup";
+    case SPAWN_STEP_FDS:
+        return "setting up file descriptors";
+    case SPAWN_STEP_CHDIR:
+        return "chdir to WorkingDirectory";
+    case SPAWN_STEP_GROUPS:
+        return "setgroups";
+    case SPAWN_STEP_GID:
+        return "setgid";
+    case SPAWN_STEP_UID:
+        return "setuid";
+    default:
+        return "exec";
+    }
+}
+
+int spawn_find_program(const char *name, const char *path_list, char *buf, size_t size)
+{
+    int error = ENOENT;
+    const char *dir = path_list;
+    while (dir && *dir) {
+        const char *end = strchr(dir, ':');
+        size_t len = end ? (size_t)(end - dir) : strlen(dir);
+        if (len > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)len, dir, name) < size) {
+            struct stat st;
+            if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (access(buf, X_OK) == 0)
+                    return 0;
+                error = EACCES;
+            }
+        }
+        dir = end ? end + 1 : NULL;
+    }
+    return -error;
+}

@@ -1,0 +1,73 @@
+/*
+ * spawn.h: fork and exec one service process.
+ *
+ * The child side runs only async-signal-safe calls: it resets every signal
+ * to its default, makes its own session and process group, joins its
+ * cgroup, arranges fds 0-2 and the passed fds from 3 on, closes the rest at
+ * exec, fills in the pid-dependent environment entries, drops privileges,
+ * unblocks all signals and execs. If any step fails it writes which step
+ * and errno to a close-on-exec pipe, so the parent learns "exec worked"
+ * from EOF and the reason of a failure from the data.
+ */
+#ifndef ARBOR_SPAWN_H
+#define ARBOR_SPAWN_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum spawn_step {
+    SPAWN_STEP_SETSID = 1,
+    SPAWN_STEP_CGROUP,
+    SPAWN_STEP_FDS,
+    SPAWN_STEP_CHDIR,
+    SPAWN_STEP_GROUPS,
+    SPAWN_STEP_GID,
+    SPAWN_STEP_UID,
+    SPAWN_STEP_EXEC,
+};
+
+/* What the child reports on the status pipe when a step fails. */
+struct spawn_failure {
+    int step;
+    int error;
+};
+
+#define SPAWN_MAX_PASS_FDS 64
+#define SPAWN_PID_DIGITS 10
+
+struct spawn_request {
+    const char *path;   /* absolute path of the program */
+    char *const *argv;  /* NULL-terminated */
+    char *const *envp;  /* NULL-terminated; may contain pid slots, below */
+    /* Entries of envp ending in SPAWN_PID_DIGITS '0's to be overwritten
+     * with the child's own pid (LISTEN_PID=, WATCHDOG_PID=). */
+    char *pid_slots[2];
+    int stdin_fd, stdout_fd, stderr_fd; /* each must be a valid fd */
+    const int *pass_fds;                /* become fds 3, 4, ... */
+    int n_pass_fds;
+    int cgroup_fd;                      /* cgroup.procs to join, or -1 */
+    bool set_ids;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+    const char *working_directory; /* or NULL */
+    bool set_umask;
+    mode_t umask;
+};
+
+/* Fork and exec. Returns the pid and sets *ret_status_fd (non-blocking,
+ * close-on-exec read end of the status pipe), or returns -errno. */
+pid_t spawn_process(const struct spawn_request *req, int *ret_status_fd);
+
+/* Read a finished status pipe: 0 when exec succeeded (EOF), 1 when a step
+ * failed (fills *ret), -EAGAIN when the child has not got that far yet. */
+int spawn_read_status(int fd, struct spawn_failure *ret);
+
+const char *spawn_step_name(int step);
+
+/* Find `name` in `path_list` (colon-separated) as an executable file. On
+ * success writes the full path to `buf` and returns 0; else -errno. */
+int spawn_find_program(const char *name, const char *path_list, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,214 @@
+"""Integration-test harness: runs the real arbord on temporary unit and
+runtime directories and watches what it does through its log and /proc.
+
+Every wait is a poll with a deadline, never a bare sleep. Every process a
+test starts is recorded by pid and killed in tearDown if it is still there:
+arbord itself, and every service pid arbord logged.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+ARBORD = os.environ.get("ARBORD", "arbord")
+NOTIFY_CLIENT = os.environ.get("NOTIFY_CLIENT", "notify_client")
+DEFAULT_TIMEOUT = float(os.environ.get("ARBOR_TEST_TIMEOUT", "15"))
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def proc_environ(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return dict(
+                e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e
+            )
+    except OSError:
+        return {}
+
+
+def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.01, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ArbordTest(unittest.TestCase):
+    """Base class: self.units and self.run are fresh directories."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="arb-")
+        self.units = os.path.join(self.tmp, "u")
+        self.run = os.path.join(self.tmp, "r")
+        os.mkdir(self.units)
+        self.proc = None
+        self.log_path = os.path.join(self.tmp, "arbord.log")
+        self.extra_pids = []
+
+    def tearDown(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in set(self.logged_pids() + self.extra_pids):
+            if pid_alive(pid) and b"ARBOR_UNIT" in b"".join(proc_environ(pid).keys()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.proc:
+            self.remove_cgroups(self.proc.pid)
+        if self._outcome_failed() and os.environ.get("ARBOR_TEST_SHOW_LOG", "1") == "1":
+            print(f"\n----- arbord log ({self.id()}) -----\n{self.log()}-----")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        result = getattr(outcome, "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in result.failures + result.errors)
+
+    @staticmethod
+    def remove_cgroups(arbord_pid):
+        """arbord removes its cgroups on a clean exit; after a SIGKILL we do."""
+        try:
+            with open("/proc/self/cgroup") as f:
+                own = next(l[3:].strip() for l in f if l.startswith("0::"))
+            with open("/proc/self/mountinfo") as f:
+                mount = next(
+                    l.split()[4] for l in f if " - cgroup2 " in l
+                )
+        except (OSError, StopIteration):
+            return
+        base = os.path.join(mount + own, f"arbord-{arbord_pid}")
+        if os.path.isdir(base):
+            for d in os.listdir(base):
+                p = os.path.join(base, d)
+                if os.path.isdir(p):
+                    try:
+                        with open(os.path.join(p, "cgroup.kill"), "w") as f:
+                            f.write("1")
+                    except OSError:
+                        pass
+                    wait_until(lambda: not open(os.path.join(p, "cgroup.procs")).read(),
+                               timeout=5, what="cgroup to empty")
+                    os.rmdir(p)
+            os.rmdir(base)
+
+    # ---- units ----
+
+    def write_unit(self, filename, text):
+        with open(os.path.join(self.units, filename), "w") as f:
+            f.write(text)
+
+    def service(self, name, exec_start, **keys):
+        body = f"[Service]\nExecStart={exec_start}\n"
+        for key, value in keys.items():
+            body += f"{key}={value}\n"
+        self.write_unit(f"{name}.service", body)
+
+    def supervisor(self, name, children, **keys):
+        body = f"[Supervisor]\nChildren={' '.join(children)}\n"
+        for key, value in keys.items():
+            body += f"{key}={value}\n"
+        self.write_unit(f"{name}.supervisor", body)
+
+    # ---- running arbord ----
+
+    def start(self, *args, env=None):
+        self.logfile = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        if env:
+            full_env.update(env)
+        self.proc = subprocess.Popen(
+            [ARBORD, "-u", self.units, "-r", self.run, *args],
+            stdout=self.logfile, stderr=subprocess.STDOUT, env=full_env,
+        )
+        return self.proc
+
+    def check(self, *args):
+        """arbord --check; returns (status, stdout, stderr)."""
+        r = subprocess.run([ARBORD, "--check", "-u", self.units, *args],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self, pattern):
+        return [l for l in self.log().splitlines() if re.search(pattern, l)]
+
+    def wait_log(self, pattern, count=1, timeout=DEFAULT_TIMEOUT):
+        """Wait until `pattern` (a regex) matches `count` log lines; return them."""
+        def found():
+            lines = self.log_lines(pattern)
+            return lines if len(lines) >= count else None
+        try:
+            return wait_until(found, timeout, what=f"{count}x /{pattern}/ in the log")
+        except AssertionError:
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"arbord exited ({self.proc.returncode}) before /{pattern}/ appeared")
+            raise
+
+    def logged_pids(self):
+        return [int(m) for m in re.findall(r"starting pid (\d+)", self.log())]
+
+    def pid_of(self, name, timeout=DEFAULT_TIMEOUT):
+        """The pid of `name`'s current instance, once it is running."""
+        line = self.wait_log(rf"^arbord: {re.escape(name)}: running \(pid \d+\)", timeout=timeout)[-1]
+        return int(re.search(r"pid (\d+)", line).group(1))
+
+    def running_pids(self, name):
+        return [int(re.search(r"pid (\d+)", l).group(1))
+                for l in self.log_lines(rf"^arbord: {re.escape(name)}: running \(pid \d+\)")]
+
+    def wait_running(self, name, count=1, timeout=DEFAULT_TIMEOUT):
+        """Wait for the count-th 'running' of name; return that pid."""
+        lines = self.wait_log(rf"^arbord: {re.escape(name)}: running \(pid \d+\)", count, timeout)
+        return int(re.search(r"pid (\d+)", lines[count - 1]).group(1))
+
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"arbord did not exit within {timeout}s")
+
+    def stop(self, sig=signal.SIGTERM, timeout=DEFAULT_TIMEOUT):
+        self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def kill_service(self, name, sig=signal.SIGKILL):
+        pid = self.pid_of(name)
+        os.kill(pid, sig)
+        return pid
+
+    def order_of(self, pattern):
+        """Names in the order their log lines match `pattern` (with a group)."""
+        return [re.search(pattern, l).group(1) for l in self.log().splitlines()
+                if re.search(pattern, l)]
