@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "os/log.h"
@@ -92,15 +93,42 @@ fallback:
     return false;
 }
 
+static void kill_cgroup(int dir_fd);
+
 bool procs_have_cgroups(void)
 {
     return cg.enabled;
 }
 
+/* Remove every service cgroup and our own. Killed processes leave their
+ * cgroup only once reaped, and the loop has stopped by now, so reap here
+ * (orphans are ours as subreaper) and retry for up to two seconds. */
 void procs_cleanup(void)
 {
-    if (cg.enabled && rmdir(cg.base) < 0 && errno != ENOENT)
-        log_msg(LOG_DEBUG, "cannot remove %s: %s", cg.base, strerror(errno));
+    if (!cg.enabled)
+        return;
+    for (int attempt = 0; attempt < 200; attempt++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        DIR *d = opendir(cg.base);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.')
+                continue;
+            int dir = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dir >= 0) {
+                kill_cgroup(dir);
+                close(dir);
+            }
+            unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+        if (d)
+            closedir(d);
+        if (rmdir(cg.base) == 0 || errno == ENOENT)
+            return;
+        usleep(10000);
+    }
+    log_msg(LOG_WARNING, "cannot remove %s: %s", cg.base, strerror(errno));
 }
 
 int procs_group_open(const char *service, int *ret_procs_fd)

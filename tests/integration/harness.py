@@ -67,6 +67,8 @@ class ArbordTest(unittest.TestCase):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if getattr(self, "logfile", None):
+            self.logfile.close()
         for pid in set(self.logged_pids() + self.extra_pids):
             if pid_alive(pid) and b"ARBOR_UNIT" in b"".join(proc_environ(pid).keys()):
                 try:
