@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@ struct service_os {
     ev_timer timer;
     ev_io notify_io;
     ev_io status_io; /* the spawn status pipe of the instance being started */
+    ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
+    pid_t main_pid_watched;
     char *notify_path;
     char *status_text; /* last STATUS= */
     struct output_stream *output;
@@ -87,7 +90,7 @@ static struct service_os *service_by_pid(struct daemon *d, pid_t pid)
 static void describe_exit(struct exit_status status, char *buf, size_t size)
 {
     if (!status.known)
-        snprintf(buf, size, "did not start");
+        snprintf(buf, size, "no exit status");
     else if (status.signaled)
         snprintf(buf, size, "killed by SIG%s", sigabbrev_np(status.value) ? sigabbrev_np(status.value) : "?");
     else
@@ -144,6 +147,65 @@ static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
     return cred->uid == 0 || cred->uid == owner;
 }
 
+static void close_main_pidfd(struct service_os *svc)
+{
+    if (svc->main_pidfd.fd < 0)
+        return;
+    ev_io_stop(svc->daemon->loop, &svc->main_pidfd);
+    close(svc->main_pidfd.fd);
+    ev_io_set(&svc->main_pidfd, -1, EV_READ);
+}
+
+/* A main process that is not our child exited. Its parent reaps it, so its
+ * status is unknown to us: judged as abnormal. If it was re-parented to us,
+ * on_child (which libev runs first) has already handled it. */
+static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct service_os *svc = w->data;
+    pid_t pid = svc->main_pid_watched;
+    close_main_pidfd(svc);
+    if (svc->node->pid != pid)
+        return;
+    log_unit(LOG_WARNING, svc->node->name, "main pid %d exited; not our child, so its status is unknown",
+             (int)pid);
+    core_post_exited(&svc->daemon->core, svc->node, (struct exit_status){.known = false});
+    run_core(svc->daemon);
+}
+
+static bool is_our_child(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *rparen = strrchr(buf, ')');
+    int ppid;
+    return rparen && sscanf(rparen + 1, " %*c %d", &ppid) == 1 && ppid == (int)getpid();
+}
+
+static void watch_main_pid(struct service_os *svc, pid_t pid)
+{
+    close_main_pidfd(svc);
+    if (is_our_child(pid))
+        return; /* its exit reaches on_child with a real status */
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        log_unit(LOG_WARNING, svc->node->name, "cannot watch main pid %d: %s", (int)pid,
+                 strerror(errno));
+        return;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    svc->main_pid_watched = pid;
+    ev_io_set(&svc->main_pidfd, fd, EV_READ);
+    ev_io_start(svc->daemon->loop, &svc->main_pidfd);
+}
+
 static void apply_main_pid(struct service_os *svc, pid_t pid, const struct ucred *cred)
 {
     struct node *node = svc->node;
@@ -161,6 +223,7 @@ static void apply_main_pid(struct service_os *svc, pid_t pid, const struct ucred
     }
     log_unit(LOG_INFO, node->name, "main pid is now %d", (int)pid);
     node->pid = pid;
+    watch_main_pid(svc, pid);
 }
 
 static void apply_notify(struct service_os *svc, const struct notify_message *m,
@@ -462,6 +525,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         exit.value = WEXITSTATUS(status);
     }
     svc->output = NULL; /* the stream lives on until EOF, then frees itself */
+    close_main_pidfd(svc);
     core_post_exited(&d->core, svc->node, exit);
     run_core(d);
 }
@@ -499,6 +563,8 @@ static int service_setup(struct daemon *d, struct node *node, const struct unit 
     svc->timer.data = svc;
     ev_io_init(&svc->status_io, on_status_pipe, -1, EV_READ);
     svc->status_io.data = svc;
+    ev_io_init(&svc->main_pidfd, on_main_pidfd, -1, EV_READ);
+    svc->main_pidfd.data = svc;
     if (asprintf(&svc->notify_path, "%s/notify/%s", d->options->runtime_dir, node->name) < 0)
         return -ENOMEM;
     int fd = notify_socket_open(svc->notify_path);
@@ -518,6 +584,7 @@ static void service_teardown(struct daemon *d, struct service_os *svc)
 {
     ev_timer_stop(d->loop, &svc->timer);
     close_status_pipe(svc);
+    close_main_pidfd(svc);
     if (svc->notify_io.fd >= 0) {
         ev_io_stop(d->loop, &svc->notify_io);
         close(svc->notify_io.fd);

@@ -468,10 +468,11 @@ static void on_exited(struct core *core, struct node *svc, struct exit_status st
     enum node_state from = svc->state;
     if (!is_active(svc))
         return;
+    bool had_process = svc->pid > 0;
     svc->pid = 0;
     svc->last_exit = status;
     set_deadline(core, svc, 0);
-    if (status.known)
+    if (had_process)
         core->ops->kill_all(core->ctx, svc); /* no descendant survives its service */
 
     enum stop_reason reason = svc->stop_reason;

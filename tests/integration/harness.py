@@ -77,9 +77,13 @@ class ArbordTest(unittest.TestCase):
                     pass
         if self.proc:
             self.remove_cgroups(self.proc.pid)
+        log = self.log()
         if self._outcome_failed() and os.environ.get("ARBOR_TEST_SHOW_LOG", "1") == "1":
-            print(f"\n----- arbord log ({self.id()}) -----\n{self.log()}-----")
+            print(f"\n----- arbord log ({self.id()}) -----\n{log}-----")
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # Under the sanitizer build a report fails the test that caused it.
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            self.assertNotIn(marker, log, f"sanitizer report in arbord's log:\n{log}")
 
     def _outcome_failed(self):
         outcome = getattr(self, "_outcome", None)
