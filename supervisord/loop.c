@@ -559,6 +559,14 @@ static int service_setup(struct daemon *d, struct node *node, const struct unit 
     svc->daemon = d;
     svc->cgroup_dir = svc->cgroup_procs = -1;
     node->os = svc;
+    /* Parsed per SPEC, but their machinery is not in this version yet:
+     * say so rather than ignore them silently. */
+    if (unit->mailbox)
+        log_unit(LOG_WARNING, node->name, "Mailbox=yes is not supported yet; no mailbox");
+    if (unit->n_listen > 0)
+        log_unit(LOG_WARNING, node->name, "Listen= is not supported yet; no sockets");
+    if (unit->fd_store_max > 0)
+        log_unit(LOG_WARNING, node->name, "FileDescriptorStoreMax= is not supported yet");
     ev_timer_init(&svc->timer, on_timer, 0.0, 0.0);
     svc->timer.data = svc;
     ev_io_init(&svc->status_io, on_status_pipe, -1, EV_READ);
