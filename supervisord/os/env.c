@@ -170,14 +170,15 @@ int env_build(struct env *env, const struct unit *unit, const char *notify_path)
                     env_put(env, format("SHELL=%s", pw->pw_shell))))
             goto nomem;
     }
+    for (size_t i = 0; i < unit->n_environment; i++)
+        if (!env_put(env, strdup(unit->environment[i])))
+            goto nomem;
+    /* As in systemd, the files override Environment=. */
     for (size_t i = 0; i < unit->n_environment_files; i++) {
         int r = read_env_file(env, &unit->environment_files[i]);
         if (r < 0)
             return r;
     }
-    for (size_t i = 0; i < unit->n_environment; i++)
-        if (!env_put(env, strdup(unit->environment[i])))
-            goto nomem;
     if (!env_put(env, format("ARBOR_UNIT=%s", unit->name)) ||
         !env_put(env, format("NOTIFY_SOCKET=%s", notify_path)))
         goto nomem;

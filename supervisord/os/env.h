@@ -4,8 +4,8 @@
  * Built fresh for every start, in this order, later entries replacing
  * earlier ones with the same name: arbord's own environment (minus the
  * variables that describe arbord's own manager: NOTIFY_SOCKET, LISTEN_*,
- * WATCHDOG_*), HOME/USER/LOGNAME/SHELL of User=, each EnvironmentFile=,
- * each Environment=, then ARBOR_UNIT, NOTIFY_SOCKET and the watchdog
+ * WATCHDOG_*), HOME/USER/LOGNAME/SHELL of User=, each Environment=, each
+ * EnvironmentFile= (files override Environment=, as in systemd), then ARBOR_UNIT, NOTIFY_SOCKET and the watchdog
  * variables. EnvironmentFile= is read at start, as systemd does, so a
  * changed file takes effect at the next restart.
  */

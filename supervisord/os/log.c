@@ -69,9 +69,15 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
     drain();
 }
 
-static void append(const char *data, size_t len)
+/* Services' output may fill only part of the buffer, so that arbord's own
+ * messages (transitions, errors) still fit while a service floods. */
+#define LOG_OUTPUT_SHARE (LOG_BUFFER / 4 * 3)
+
+static void append(const char *data, size_t len, size_t limit)
 {
-    if (logger.dropped > 0 && logger.used + 64 < LOG_BUFFER) {
+    /* The note about dropped lines waits for room outside the reserve, so
+     * that notes cannot crowd out arbord's own messages either. */
+    if (logger.dropped > 0 && logger.used + 64 < LOG_OUTPUT_SHARE) {
         char note[64];
         int n = snprintf(note, sizeof(note), "arbord: %lu log lines dropped (stderr full)\n",
                          logger.dropped);
@@ -79,7 +85,7 @@ static void append(const char *data, size_t len)
         memcpy(logger.buffer + logger.used, note, (size_t)n);
         logger.used += (size_t)n;
     }
-    if (logger.used + len > LOG_BUFFER) {
+    if (logger.used + len > limit) {
         logger.dropped++;
         return;
     }
@@ -139,11 +145,12 @@ bool log_verbose(void)
     return logger.verbose;
 }
 
-static void emit(int priority, const char *unit, const char *text, size_t len, const char *line)
+static void emit(int priority, const char *unit, const char *text, size_t len, const char *line,
+                 size_t limit)
 {
     if (priority == LOG_DEBUG && !logger.verbose)
         return;
-    append(line, strlen(line));
+    append(line, strlen(line), limit);
     if (logger.journal)
         sd_journal_send("MESSAGE=%.*s", (int)len, text, "PRIORITY=%d", priority,
                         "SYSLOG_IDENTIFIER=%s", unit ? unit : "arbord", NULL);
@@ -157,7 +164,7 @@ void log_msg(int priority, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line), "arbord: %s\n", text);
-    emit(priority, NULL, text, strlen(text), line);
+    emit(priority, NULL, text, strlen(text), line, LOG_BUFFER);
 }
 
 void log_unit(int priority, const char *unit, const char *fmt, ...)
@@ -168,7 +175,7 @@ void log_unit(int priority, const char *unit, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line), "arbord: %s: %s\n", unit, text);
-    emit(priority, NULL, text, strlen(text), line);
+    emit(priority, NULL, text, strlen(text), line, LOG_BUFFER);
 }
 
 void log_output(const char *unit, int pid, const char *text, size_t len)
@@ -177,5 +184,5 @@ void log_output(const char *unit, int pid, const char *text, size_t len)
     if (len > LOG_LINE_MAX)
         len = LOG_LINE_MAX;
     snprintf(line, sizeof(line), "%s[%d]: %.*s\n", unit, pid, (int)len, text);
-    emit(LOG_INFO, unit, text, len, line);
+    emit(LOG_INFO, unit, text, len, line, LOG_OUTPUT_SHARE);
 }

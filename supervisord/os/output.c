@@ -29,6 +29,12 @@ static void keep_partial(struct output_stream *s, const char *data, size_t len);
 static void emit_line(struct output_stream *s, const char *data, size_t len)
 {
     if (s->partial_len == 0) {
+        /* A long line that arrived in one read: log it in parts, whole. */
+        while (len > OUTPUT_LINE_MAX) {
+            log_output(s->unit, s->pid, data, OUTPUT_LINE_MAX);
+            data += OUTPUT_LINE_MAX;
+            len -= OUTPUT_LINE_MAX;
+        }
         log_output(s->unit, s->pid, data, len);
         return;
     }

@@ -94,6 +94,7 @@ fallback:
 }
 
 static void kill_cgroup(int dir_fd);
+static void kill_adopted_orphans(void);
 
 bool procs_have_cgroups(void)
 {
@@ -105,8 +106,10 @@ bool procs_have_cgroups(void)
  * (orphans are ours as subreaper) and retry for up to two seconds. */
 void procs_cleanup(void)
 {
-    if (!cg.enabled)
+    if (!cg.enabled) {
+        kill_adopted_orphans();
         return;
+    }
     for (int attempt = 0; attempt < 200; attempt++) {
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
@@ -291,6 +294,24 @@ static void kill_tree_fallback(const char *service, pid_t main_pid)
     free(mark);
     free(pids);
     free(stats);
+}
+
+/* Without cgroups, an orphan that cleared its environment cannot be told
+ * apart; but once every service has stopped, any child we still have was
+ * adopted from one of them, so none may outlive arbord. */
+static void kill_adopted_orphans(void)
+{
+    pid_t *pids;
+    struct proc_stat *stats;
+    size_t n = list_processes(&pids, &stats);
+    pid_t self = getpid();
+    for (size_t i = 0; i < n; i++)
+        if (stats[i].ppid == self && pids[i] != self)
+            kill(pids[i], SIGKILL);
+    free(pids);
+    free(stats);
+    while (waitpid(-1, NULL, 0) > 0)
+        ;
 }
 
 static void kill_cgroup(int dir_fd)

@@ -408,15 +408,9 @@ class DescendantsWithCgroups(EscapedDescendants, ShutdownTest):
 class DescendantsWithoutCgroups(EscapedDescendants, ShutdownTest):
     NO_CGROUPS = True
 
-    # BUG: with --no-cgroups, a double-forked setsid() grandchild that ran
-    # `env -i` outlives arbord. Expected: arbord, the child subreaper that
-    # adopted it, kills it when the tree shuts down (every orphan it adopted
-    # came from a service), and exits with nothing left behind. Actual: the
-    # fallback (procs.c kill_tree_fallback) recognises adopted orphans only
-    # by ARBOR_UNIT=NAME in /proc/PID/environ, and procs_cleanup() does
-    # nothing without cgroups, so the grandchild (ppid 1 after arbord
-    # exits) keeps running; arbord still exits 0.
-    @unittest.expectedFailure
+    # With --no-cgroups, a double-forked setsid() grandchild that ran
+    # `env -i` cannot be attributed to its service, but once the tree has
+    # stopped every orphan arbord adopted came from a service: none survives.
     def test_grandchild_without_environment_dies_when_arbord_stops(self):
         self.scrubbed_grandchild_dies_when_arbord_stops()
 

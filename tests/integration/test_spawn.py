@@ -357,12 +357,8 @@ class Environment(SpawnTest):
         self.assertEqual(proc_environ(second).get(b"GEN"), b"2")
         self.assertEqual(self.stop(), 0)
 
-    # BUG: Environment= wins over EnvironmentFile=. Expected (systemd.exec(5),
-    # which an operator of systemd relies on): "Settings from these files
-    # override settings made with Environment=", so BOTH=from-file. Actual:
-    # env_build() reads the files first and then applies Environment=, so
-    # the service sees BOTH=from-environment.
-    @unittest.expectedFailure
+    # As in systemd.exec(5): "Settings from these files override settings
+    # made with Environment=".
     def test_environment_file_overrides_environment_as_in_systemd(self):
         path = os.path.join(self.tmp, "both.env")
         with open(path, "w") as f:
@@ -600,14 +596,8 @@ class Output(SpawnTest):
         self.wait_log(rf"^r\[{second}\]: hello-{second}$")
         self.assertEqual(self.stop(), 0)
 
-    # BUG: a 10,000-byte line loses its last 1808 bytes. Expected: logged in
-    # parts ("r[pid]: xxxx..." lines) whose concatenation is the whole line.
-    # Actual: when the whole line arrives in one read, output.c emit_line()
-    # passes it to log_output() in one piece, which cuts it at LOG_LINE_MAX
-    # (8192): one line "long[PID]: " + 8192 x's, the rest silently dropped.
-    # (OUTPUT_LINE_MAX=4096 splitting only applies to a partial line kept
-    # across reads.)
-    @unittest.expectedFailure
+    # A line that arrives in one read is logged in OUTPUT_LINE_MAX parts
+    # whose concatenation is the whole line.
     def test_a_10000_byte_line_is_logged_in_parts_not_lost(self):
         self.service("long", "/usr/bin/python3 -c 'import os; "
                              "os.write(1, b\"x\" * 10000 + b\"\\n\"); "
@@ -758,17 +748,8 @@ class Output(SpawnTest):
         self.assertEqual(self.unit_pid("flood"), flood_pid)
         self.assertEqual(self.stop(), 0)
 
-    # BUG: when stderr is slower than a flooding service, arbord drops its
-    # own messages along with the flood. Expected: arbord's own lines (state
-    # changes, errors) are kept and the captured output is what gets dropped
-    # or throttled, so the log still says "victim: running (pid N)" for a
-    # restart that happened. Actual: log.c append() drops whatever does not
-    # fit its one 256 KiB buffer, first come first served; the flood fills it
-    # as soon as there is room, so the restart's lines are lost and only
-    # "arbord: 52098 log lines dropped (stderr full)" notes remain. (Seen in
-    # a plain run too: with four test runs in parallel, the reader fell
-    # behind and "arbord: flood: running (pid N)" itself was dropped.)
-    @unittest.expectedFailure
+    # arbord's own lines (state changes, errors) must survive a flood while
+    # stderr is slow: captured output may use only part of the log buffer.
     def test_arbords_own_messages_survive_a_flood_when_stderr_is_slow(self):
         self.start_flooded()
         wait_until(lambda: self.unit_pid("flood"), what="the flood service")
