@@ -156,9 +156,10 @@ static void close_main_pidfd(struct service_os *svc)
     ev_io_set(&svc->main_pidfd, -1, EV_READ);
 }
 
-/* A main process that is not our child exited. Its parent reaps it, so its
- * status is unknown to us: judged as abnormal. If it was re-parented to us,
- * on_child (which libev runs first) has already handled it. */
+/* A main process that was not our child exited. If it has been re-parented
+ * to us meanwhile, its status is there to read (WNOWAIT leaves the reaping
+ * to libev, whose on_child then finds it no longer main). Otherwise its
+ * parent reaps it and the status is unknown to us: judged as abnormal. */
 static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct service_os *svc = w->data;
@@ -166,9 +167,17 @@ static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     close_main_pidfd(svc);
     if (svc->node->pid != pid)
         return;
-    log_unit(LOG_WARNING, svc->node->name, "main pid %d exited; not our child, so its status is unknown",
-             (int)pid);
-    core_post_exited(&svc->daemon->core, svc->node, (struct exit_status){.known = false});
+    struct exit_status status = {.known = false};
+    siginfo_t info = {0};
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+        status.known = true;
+        status.signaled = info.si_code != CLD_EXITED;
+        status.value = info.si_status;
+    } else {
+        log_unit(LOG_WARNING, svc->node->name,
+                 "main pid %d exited; not our child, so its status is unknown", (int)pid);
+    }
+    core_post_exited(&svc->daemon->core, svc->node, status);
     run_core(svc->daemon);
 }
 
@@ -206,13 +215,16 @@ static void watch_main_pid(struct service_os *svc, pid_t pid)
     ev_io_start(svc->daemon->loop, &svc->main_pidfd);
 }
 
-static void apply_main_pid(struct service_os *svc, pid_t pid, const struct ucred *cred)
+static void apply_main_pid(struct service_os *svc, pid_t pid)
 {
     struct node *node = svc->node;
     if (node->pid == 0 || pid == node->pid)
         return;
-    int belongs = procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, pid);
-    if (belongs != 1 && cred->uid != 0) {
+    /* Only a process of the service itself, whoever asks: systemd lets root
+     * name any pid, but a pid of another service, of arbord or pid 1 would
+     * make this service's stop signal someone else's. */
+    if (pid == 1 || pid == getpid() ||
+        procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, pid) != 1) {
         log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: not a process of this service",
                  (int)pid);
         return;
@@ -237,9 +249,11 @@ static void apply_notify(struct service_os *svc, const struct notify_message *m,
         log_unit(LOG_DEBUG, node->name, "status: %s", m->status);
     }
     if (m->main_pid)
-        apply_main_pid(svc, m->main_pid, cred);
+        apply_main_pid(svc, m->main_pid);
     if (m->extend_usec >= 0)
         core_extend_timeout(core, node, (msec_t)(m->extend_usec / 1000));
+    if (m->watchdog_usec >= 0)
+        core_watchdog_set(core, node, (msec_t)((m->watchdog_usec + 999) / 1000));
     if (m->watchdog)
         core_watchdog_ping(core, node);
     if (m->watchdog_trigger)
@@ -517,6 +531,12 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (svc->status_io.fd >= 0)
         check_status_pipe(svc);
     drain_notify(svc, 1024);
+    if (svc->node->pid != pid) {
+        /* Its last words were MAINPID= of another process: not the end. */
+        log_msg(LOG_DEBUG, "reaped pid %d (not a main process)", (int)pid);
+        run_core(d);
+        return;
+    }
     struct exit_status exit = {.known = true};
     if (WIFSIGNALED(status)) {
         exit.signaled = true;
@@ -657,6 +677,7 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
         goto out;
 
     ev_child_init(&d.child_watcher, on_child, 0, 0);
+    ev_set_priority(&d.child_watcher, EV_MAXPRI); /* exits before other news */
     d.child_watcher.data = &d;
     ev_child_start(d.loop, &d.child_watcher);
     ev_signal_init(&d.sig_term, on_stop_signal, SIGTERM);

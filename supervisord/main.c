@@ -216,6 +216,10 @@ int main(int argc, char **argv)
         unit_set_free(&units);
         return EXIT_ROOT_FAILED;
     }
+    /* Socket paths handed to services (NOTIFY_SOCKET) must be absolute. */
+    char runtime[PATH_MAX];
+    if (realpath(o.daemon.runtime_dir, runtime))
+        o.daemon.runtime_dir = runtime;
     int status = daemon_run(&o.daemon, &units);
     unit_set_free(&units);
     close(lock);

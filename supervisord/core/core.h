@@ -148,7 +148,8 @@ struct node {
     enum stop_reason stop_reason;
     int pid;                /* service main pid, 0 when none */
     msec_t since;           /* time of the last state change */
-    msec_t deadline;        /* 0 = none; see core_deadline_passed() */
+    msec_t deadline;        /* 0 = none */
+    msec_t watchdog;        /* this instance's watchdog: WatchdogSec=, or WATCHDOG_USEC= */
     unsigned restarts;      /* restarts of this node by its parent */
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
@@ -220,6 +221,8 @@ void core_restart_node(struct core *core, struct node *node);
 void core_watchdog_ping(struct core *core, struct node *service);
 void core_extend_timeout(struct core *core, struct node *service, msec_t extra);
 void core_stopping_notified(struct core *core, struct node *service);
+/* WATCHDOG_USEC=: this instance's watchdog becomes `timeout` (0 = off). */
+void core_watchdog_set(struct core *core, struct node *service, msec_t timeout);
 /* WATCHDOG=trigger: act as if the watchdog had expired, now. */
 void core_watchdog_trigger(struct core *core, struct node *service);
 

@@ -27,6 +27,7 @@ enum core_event_kind {
     EVENT_EXTEND,
     EVENT_STOPPING_NOTIFIED,
     EVENT_WATCHDOG_TRIGGER,
+    EVENT_WATCHDOG_SET,
     EVENT_CHILD_SETTLED, /* internal: a supervisor became ready or stopped */
     EVENT_CHILD_ENDED,   /* internal: a supervisor ended by itself */
     EVENT_KIND_MAX
@@ -138,6 +139,11 @@ void core_stopping_notified(struct core *core, struct node *service)
     post_kind(core, EVENT_STOPPING_NOTIFIED, service);
 }
 
+void core_watchdog_set(struct core *core, struct node *service, msec_t timeout)
+{
+    post(core, (struct core_event){.kind = EVENT_WATCHDOG_SET, .node = service, .extra = timeout});
+}
+
 void core_watchdog_trigger(struct core *core, struct node *service)
 {
     post_kind(core, EVENT_WATCHDOG_TRIGGER, service);
@@ -191,6 +197,7 @@ static void start_service(struct core *core, struct node *svc)
 {
     svc->stop_reason = STOP_NONE;
     svc->stopping_notified = false;
+    svc->watchdog = svc->config.watchdog; /* WATCHDOG_USEC= lasts one instance */
     set_state(core, svc, NODE_STARTING);
     int pid = core->ops->spawn(core->ctx, svc);
     if (pid <= 0) {
@@ -203,8 +210,8 @@ static void start_service(struct core *core, struct node *svc)
     svc->pid = pid;
     if (svc->config.type == SERVICE_SIMPLE) {
         set_state(core, svc, NODE_RUNNING);
-        if (svc->config.watchdog > 0)
-            set_deadline(core, svc, core->now + svc->config.watchdog);
+        if (svc->watchdog > 0)
+            set_deadline(core, svc, core->now + svc->watchdog);
     } else if (svc->config.start_timeout != DURATION_INFINITY) {
         set_deadline(core, svc, core->now + svc->config.start_timeout);
     }
@@ -459,7 +466,7 @@ static void on_ready(struct core *core, struct node *svc)
     if (svc->state != NODE_STARTING)
         return;
     set_state(core, svc, NODE_RUNNING);
-    set_deadline(core, svc, svc->config.watchdog > 0 ? core->now + svc->config.watchdog : 0);
+    set_deadline(core, svc, svc->watchdog > 0 ? core->now + svc->watchdog : 0);
     supervisor_advance(core, svc->parent);
 }
 
@@ -605,8 +612,8 @@ static void on_restart(struct core *core, struct node *node)
 
 static void on_watchdog(struct core *core, struct node *svc)
 {
-    if (svc->state == NODE_RUNNING && svc->config.watchdog > 0)
-        set_deadline(core, svc, core->now + svc->config.watchdog);
+    if (svc->state == NODE_RUNNING && svc->watchdog > 0)
+        set_deadline(core, svc, core->now + svc->watchdog);
 }
 
 static void on_extend(struct core *core, struct node *svc, msec_t extra)
@@ -615,7 +622,7 @@ static void on_extend(struct core *core, struct node *svc, msec_t extra)
     if (svc->deadline == 0 || svc->deadline >= when)
         return;
     if (svc->state == NODE_STARTING || svc->state == NODE_STOPPING ||
-        (svc->state == NODE_RUNNING && svc->config.watchdog > 0))
+        (svc->state == NODE_RUNNING && svc->watchdog > 0))
         set_deadline(core, svc, when);
 }
 
@@ -659,6 +666,12 @@ static void dispatch(struct core *core, const struct core_event *event)
         break;
     case EVENT_EXTEND:
         on_extend(core, node, event->extra);
+        break;
+    case EVENT_WATCHDOG_SET:
+        /* As systemd: a new timeout also counts as a ping; 0 turns it off. */
+        node->watchdog = event->extra;
+        if (node->state == NODE_RUNNING)
+            set_deadline(core, node, node->watchdog > 0 ? core->now + node->watchdog : 0);
         break;
     case EVENT_WATCHDOG_TRIGGER:
         if (node->state == NODE_RUNNING) {
