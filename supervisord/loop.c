@@ -344,16 +344,17 @@ static int op_spawn(void *ctx, struct node *node)
     int out[2] = {-1, -1};
     int error;
 
-    if (strchr(unit->argv[0], '/')) {
-        snprintf(path, sizeof(path), "%s", unit->argv[0]);
-    } else if ((error = spawn_find_program(unit->argv[0], env_path_for(unit), path,
-                                           sizeof(path))) < 0) {
-        log_unit(LOG_ERR, node->name, "cannot start %s: %s in PATH", unit->argv[0],
-                 error == -ENOENT ? "not found" : strerror(-error));
-        return error;
-    }
     if ((error = env_build(&env, unit, svc->notify_path)) < 0) {
         log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
+        env_free(&env);
+        return error;
+    }
+    if (strchr(unit->argv[0], '/')) {
+        snprintf(path, sizeof(path), "%s", unit->argv[0]);
+    } else if ((error = spawn_find_program(unit->argv[0], env_path(&env), path, sizeof(path))) <
+               0) {
+        log_unit(LOG_ERR, node->name, "cannot start %s: %s in PATH", unit->argv[0],
+                 error == -ENOENT ? "not found" : strerror(-error));
         env_free(&env);
         return error;
     }

@@ -145,13 +145,12 @@ static int read_env_file(struct env *env, const struct env_file *file)
     return result;
 }
 
-const char *env_path_for(const struct unit *unit)
+const char *env_path(const struct env *env)
 {
-    for (size_t i = unit->n_environment; i-- > 0;)
-        if (strncmp(unit->environment[i], "PATH=", 5) == 0)
-            return unit->environment[i] + 5;
-    const char *path = getenv("PATH");
-    return path ? path : DEFAULT_PATH;
+    for (size_t i = 0; i < env->count; i++)
+        if (strncmp(env->entries[i], "PATH=", 5) == 0)
+            return env->entries[i] + 5;
+    return DEFAULT_PATH;
 }
 
 int env_build(struct env *env, const struct unit *unit, const char *notify_path)

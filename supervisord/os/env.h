@@ -24,8 +24,8 @@ struct env {
 /* Returns 0, or -errno with env->error set. Always call env_free(). */
 int env_build(struct env *env, const struct unit *unit, const char *notify_path);
 void env_free(struct env *env);
-/* The PATH used to find a bare ExecStart= name. */
-const char *env_path_for(const struct unit *unit);
+/* The PATH a bare ExecStart= name is looked up in: the service's own. */
+const char *env_path(const struct env *env);
 /* Parse one EnvironmentFile= line into a "KEY=VALUE" string (malloc'd).
  * Returns 1 with *ret set, 0 for a blank or comment line, -1 if invalid. */
 int env_parse_file_line(const char *line, char **ret);

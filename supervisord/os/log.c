@@ -153,7 +153,7 @@ static void emit(int priority, const char *unit, const char *text, size_t len, c
     append(line, strlen(line), limit);
     if (logger.journal)
         sd_journal_send("MESSAGE=%.*s", (int)len, text, "PRIORITY=%d", priority,
-                        "SYSLOG_IDENTIFIER=%s", unit ? unit : "arbord", NULL);
+                        "SYSLOG_IDENTIFIER=arbord", "ARBOR_UNIT=%s", unit ? unit : "", NULL);
 }
 
 void log_msg(int priority, const char *fmt, ...)
@@ -175,7 +175,7 @@ void log_unit(int priority, const char *unit, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line), "arbord: %s: %s\n", unit, text);
-    emit(priority, NULL, text, strlen(text), line, LOG_BUFFER);
+    emit(priority, unit, text, strlen(text), line, LOG_BUFFER);
 }
 
 void log_output(const char *unit, int pid, const char *text, size_t len)

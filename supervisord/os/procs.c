@@ -301,17 +301,24 @@ static void kill_tree_fallback(const char *service, pid_t main_pid)
  * adopted from one of them, so none may outlive arbord. */
 static void kill_adopted_orphans(void)
 {
-    pid_t *pids;
-    struct proc_stat *stats;
-    size_t n = list_processes(&pids, &stats);
     pid_t self = getpid();
-    for (size_t i = 0; i < n; i++)
-        if (stats[i].ppid == self && pids[i] != self)
-            kill(pids[i], SIGKILL);
-    free(pids);
-    free(stats);
-    while (waitpid(-1, NULL, 0) > 0)
-        ;
+    /* Killing one may re-parent its own children to us: repeat until we
+     * have no child left (or give up after a few seconds). */
+    for (int round = 0; round < 500; round++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+            return;
+        pid_t *pids;
+        struct proc_stat *stats;
+        size_t n = list_processes(&pids, &stats);
+        for (size_t i = 0; i < n; i++)
+            if (stats[i].ppid == self && pids[i] != self)
+                kill(pids[i], SIGKILL);
+        free(pids);
+        free(stats);
+        usleep(10000);
+    }
 }
 
 static void kill_cgroup(int dir_fd)
