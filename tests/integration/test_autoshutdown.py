@@ -13,7 +13,7 @@ import signal
 import time
 import unittest
 
-from harness import ArbordTest, pid_alive, wait_until
+from harness import ArbordTest, pid_alive
 
 SLEEPER = "/bin/sleep 1000"
 
@@ -137,6 +137,22 @@ class AnySignificant(AutoShutdownTest):
         self.assertFalse(self.log_lines(r"a significant child ended"))
         self.assertEqual(len(self.running_pids("t")), 1)
         self.assertEqual(self.stop(), 0)
+
+    def test_significant_end_while_a_sibling_is_still_starting(self):
+        # job ends while later (notify, never ready, StartTimeout 30s) is
+        # still starting: the shutdown stops later at once rather than
+        # waiting out its StartTimeout.
+        self.supervisor("root", ["job", "later"], AutoShutdown="any-significant")
+        self.service("job", self.wait_for("job", "exit 4"), Restart="temporary",
+                     Significant="yes")
+        self.service("later", SLEEPER, Type="notify", StartTimeout="30s")
+        self.start()
+        self.wait_log(r"^arbord: later: starting pid")
+        self.release("job")
+        self.assertEqual(self.wait_exit(timeout=10), 4)
+        self.assertTrue(self.log_lines(r"^arbord: later: stopping \(SIGTERM\)"))
+        self.assertFalse(self.log_lines(r"StartTimeout"))
+        self.assert_all_gone()
 
     def test_non_significant_temporary_exit_does_not_shut_down(self):
         self.supervisor("root", ["a", "tmp", "sig"], AutoShutdown="any-significant")
@@ -273,6 +289,18 @@ class Oneshot(AutoShutdownTest):
         self.start()
         self.assertEqual(self.wait_exit(), 1)
         self.assertEqual(len(self.log_lines(r"^arbord: job: failed to start \(exit status 2\)")), 3)
+        self.assert_all_gone()
+
+
+    def test_temporary_oneshot_job_failing_ends_arbord_with_its_status(self):
+        # A temporary job is never run again: its failure is its end.
+        self.supervisor("root", ["db", "job"], AutoShutdown="any-significant")
+        self.service("db", SLEEPER)
+        self.service("job", "/bin/sh -c 'exit 5'", Type="oneshot", Restart="temporary",
+                     Significant="yes")
+        self.start()
+        self.assertEqual(self.wait_exit(), 5)
+        self.assertEqual(len(self.log_lines(r"^arbord: job: starting pid")), 1)
         self.assert_all_gone()
 
 

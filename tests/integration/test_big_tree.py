@@ -22,7 +22,7 @@ RUNNING = re.compile(r"^arbord: ([\w.-]+): running \(pid (\d+)\)$")
 
 
 def cgroups_usable():
-    """Whether arbord will give each service a cgroup (2 more fds each)."""
+    """Whether arbord will likely give each service a cgroup (2 more fds each)."""
     try:
         with open("/proc/self/mountinfo") as f:
             has_cgroup2 = any(" - cgroup2 " in line for line in f)
@@ -34,15 +34,15 @@ def cgroups_usable():
 class BigTree(ArbordTest):
     def setUp(self):
         super().setUp()
-        # arbord raises its soft fd limit to the hard one; a service costs its
-        # notify socket, plus a cgroup directory and cgroup.procs fd where
-        # cgroups work, plus a spawn pipe while it starts.
+        # arbord raises its soft fd limit to the hard one. A service costs its
+        # notify socket, and where cgroups work its cgroup directory and
+        # cgroup.procs (15,000 fds for 5,000 services, measured), plus a spawn
+        # pipe while it starts.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        per_service = 3 if cgroups_usable() else 1
-        need = max(12000, SERVICES * per_service + 1000)
+        need = max(12000, SERVICES * (3 if cgroups_usable() else 1) + 1000)
         if hard != resource.RLIM_INFINITY and hard < need:
-            self.skipTest(f"hard RLIMIT_NOFILE is {hard}; {SERVICES} services need about "
-                          f"{need} fds ({per_service} per service); raise it with ulimit -Hn")
+            self.skipTest(f"hard RLIMIT_NOFILE is {hard}, below the {need} fds {SERVICES} "
+                          f"services need; raise it (ulimit -Hn) to run this test")
         with open("/proc/sys/kernel/pid_max") as f:
             pid_max = int(f.read())
         if pid_max < SERVICES + 2000:
@@ -103,13 +103,28 @@ class BigTree(ArbordTest):
         return found
 
     def test_5000_services_load_start_and_stop(self):
+        self.big_tree()
+
+    # Not run by default: it works, but takes about 7 minutes (see below).
+    # BUG (performance): without cgroups, stopping the 5,000 services took
+    # 404 s of 100% CPU here (2.3 s with cgroups): kill_tree_fallback() in
+    # os/procs.c runs after every service exit and reads /proc/N/stat of
+    # every process and /proc/N/environ (fgetc by byte) of every direct
+    # child of arbord, which is every other service: O(n^2) reads in all,
+    # plus an O(n^2) marking pass per call.
+    @unittest.skipUnless(os.environ.get("ARBOR_TEST_SLOW") == "1",
+                         "slow (~7 min: O(n^2) process-tree fallback); set ARBOR_TEST_SLOW=1")
+    def test_5000_services_without_cgroups(self):
+        self.big_tree("--no-cgroups", stop_deadline=900.0)
+
+    def big_tree(self, *args, stop_deadline=STOP_DEADLINE):
         names = self.write_tree()
         status, out, err = self.check()
         self.assertEqual(status, 0, err[:2000])
         self.assertEqual(len(out.splitlines()), SERVICES + GROUPS + 1)
 
         began = time.monotonic()
-        self.start()
+        self.start(*args)
         deadline = began + START_DEADLINE
         while True:
             running = self.running()
@@ -141,7 +156,7 @@ class BigTree(ArbordTest):
         self.assertEqual(starts, names)
         self.assertTrue(self.log_lines(r"^arbord: root: running$"))
 
-        self.assertEqual(self.stop(timeout=STOP_DEADLINE), 0)
+        self.assertEqual(self.stop(timeout=stop_deadline), 0)
         stopped = time.monotonic()
         alive = [n for n, p in pids.items() if pid_alive(p)]
         self.assertEqual(alive, [], f"{len(alive)} services outlived arbord")

@@ -12,7 +12,7 @@ import re
 import subprocess
 import unittest
 
-from harness import ARBORD, ArbordTest, pid_alive, wait_until
+from harness import ARBORD, ArbordTest
 
 SLEEPER = "/bin/sleep 1000"
 
@@ -275,16 +275,11 @@ class LongLines(ArbordTest):
         self.assertTrue(self.log_lines(rf"^sum\[{pid}\]: {digest} "), self.log())
         self.assertEqual(self.stop(), 0)
 
-    # BUG: a service output line longer than 8192 bytes that arrives in one
-    # read() is cut at 8192 bytes and the rest is silently dropped.
-    # output.c consume() -> emit_line() hands the whole line to log_output(),
-    # which truncates at LOG_LINE_MAX (8192); only a line that spans several
-    # reads is split into OUTPUT_LINE_MAX (4096) parts as output.h promises.
-    # (A bare /bin/echo writes through stdio in 4096-byte pieces, so whether
-    # arbord sees one read or three is a race; dd makes it one write.)
-    # Expected: "echo[PID]: ..." parts that join to the 10,000-byte argument;
-    # actual: one "echo[PID]: " line of 8192 bytes, the last 1,808 lost.
-    @unittest.expectedFailure
+    # A line over 8 KiB that arrived in one read() used to be cut at 8192
+    # bytes, the rest dropped (fixed in dddd8a9): the output is logged whole,
+    # in 4 KiB parts. A bare /bin/echo writes through stdio in 4096-byte
+    # pieces, so whether arbord sees one read or three is a race; dd makes
+    # it one write, the case that was broken.
     def test_10k_echo_output_is_logged_whole(self):
         arg = self.ARG
         self.write_unit("root.supervisor", "[Supervisor]\nChildren=echo witness\n")

@@ -11,7 +11,7 @@ import signal
 import time
 import unittest
 
-from harness import ArbordTest, pid_alive, wait_until
+from harness import ArbordTest, pid_alive
 
 SLEEPER = "/bin/sleep 1000"
 CRASH = "/bin/sh -c 'sleep 0.1; exit 1'"
@@ -134,12 +134,18 @@ class GivingUp(IntensityTest):
         self.assert_all_gone()
 
     def test_root_giving_up_exits_1_and_leaves_no_process(self):
+        self.root_gives_up()
+
+    def test_root_giving_up_leaves_no_process_without_cgroups(self):
+        self.root_gives_up("--no-cgroups")
+
+    def root_gives_up(self, *args):
         self.supervisor("root", ["first", "crash", "last"], Intensity=2, Period="10s")
         self.service("first", SLEEPER)
         # The crasher leaves a grandchild behind in its own session: it too must go.
         self.service("crash", "/bin/sh -c 'setsid /bin/sleep 1000 & sleep 0.1; exit 1'")
         self.service("last", SLEEPER)
-        self.start()
+        self.start(*args)
         self.assertEqual(self.wait_exit(timeout=30), 1)
         self.assertEqual(len(self.starts("crash")), 3)
         self.assertEqual(len(self.restarts("crash")), 2)
