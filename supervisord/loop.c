@@ -29,6 +29,7 @@
 #include "os/output.h"
 #include "os/procs.h"
 #include "os/spawn.h"
+#include "pidmap.h"
 
 struct daemon;
 
@@ -56,6 +57,7 @@ struct daemon {
     const struct daemon_options *options;
     struct service_os **services;
     size_t n_services;
+    struct pidmap pids; /* main pid -> service; entries are checked against node->pid */
     int devnull;
     int exit_status;
     bool ended;
@@ -77,12 +79,21 @@ static void run_core(struct daemon *d)
         ev_break(d->loop, EVBREAK_ALL);
 }
 
+/* The service whose main process is `pid`. The map may still hold a pid
+ * that stopped being main (MAINPID= moved it): such entries are dropped. */
 static struct service_os *service_by_pid(struct daemon *d, pid_t pid)
 {
-    for (size_t i = 0; i < d->n_services; i++)
-        if (d->services[i]->node->pid == pid)
-            return d->services[i];
+    struct service_os *svc = pidmap_get(&d->pids, pid);
+    if (svc && svc->node->pid == pid)
+        return svc;
+    if (svc)
+        pidmap_remove(&d->pids, pid);
     return NULL;
+}
+
+static bool is_main_pid(pid_t pid, void *ctx)
+{
+    return service_by_pid(ctx, pid) != NULL;
 }
 
 /* ---- describing exits ---- */
@@ -167,6 +178,7 @@ static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     close_main_pidfd(svc);
     if (svc->node->pid != pid)
         return;
+    pidmap_remove(&svc->daemon->pids, pid);
     struct exit_status status = {.known = false};
     siginfo_t info = {0};
     if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
@@ -235,6 +247,7 @@ static void apply_main_pid(struct service_os *svc, pid_t pid)
     }
     log_unit(LOG_INFO, node->name, "main pid is now %d", (int)pid);
     node->pid = pid;
+    pidmap_put(&svc->daemon->pids, pid, svc);
     watch_main_pid(svc, pid);
 }
 
@@ -402,6 +415,7 @@ static int op_spawn(void *ctx, struct node *node)
         return (int)pid;
     }
     svc->pgid = pid;
+    pidmap_put(&d->pids, pid, svc);
     ev_io_set(&svc->status_io, status_fd, EV_READ);
     ev_io_start(d->loop, &svc->status_io);
     if (out[0] >= 0)
@@ -425,7 +439,7 @@ static void op_signal(void *ctx, struct node *node, int sig)
 static void op_kill_all(void *ctx, struct node *node)
 {
     struct service_os *svc = node->os;
-    procs_kill_all(node->name, svc->cgroup_dir, svc->pgid, node->pid);
+    procs_kill_all(node->name, svc->cgroup_dir, svc->pgid, node->pid, is_main_pid, ctx);
 }
 
 static void op_set_deadline(void *ctx, struct node *node, msec_t when)
@@ -523,6 +537,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     pid_t pid = w->rpid;
     int status = w->rstatus;
     struct service_os *svc = service_by_pid(d, pid);
+    pidmap_remove(&d->pids, pid); /* dead, whoever it was */
     if (!svc) {
         log_msg(LOG_DEBUG, "reaped pid %d (not a main process)", (int)pid);
         return;
@@ -705,6 +720,7 @@ out:
         service_teardown(&d, d.services[i]);
     procs_cleanup();
     core_free(&d.core);
+    pidmap_free(&d.pids);
     node_free_tree(d.root);
     free(d.services);
     close(d.devnull);

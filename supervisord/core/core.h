@@ -142,7 +142,6 @@ struct node {
     bool started_once;  /* a later start by the parent counts as a restart */
     bool operator_start; /* the next start was asked for by the operator: not a restart */
     bool giving_up;     /* supervisor: stopping because intensity was exceeded */
-    bool gave_up_starting; /* supervisor: gave up before it was ready (a failed start) */
     bool auto_ending;   /* supervisor: stopping because of AutoShutdown */
     bool stopping_notified; /* service sent STOPPING=1 */
     enum stop_reason stop_reason;

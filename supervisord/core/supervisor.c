@@ -221,7 +221,7 @@ static void start_supervisor(struct core *core, struct node *sup)
 {
     /* A (re)started supervisor is a new OTP process: empty restart history. */
     sup->restart_count = 0;
-    sup->giving_up = sup->auto_ending = sup->gave_up_starting = false;
+    sup->giving_up = sup->auto_ending = false;
     sup->end_code = 0;
     set_state(core, sup, NODE_STARTING);
     for (size_t i = 0; i < sup->n_children; i++) {
@@ -413,7 +413,6 @@ static void check_auto_shutdown(struct core *core, struct node *sup, struct node
 static void give_up(struct core *core, struct node *sup)
 {
     sup->giving_up = true;
-    sup->gave_up_starting = sup->state == NODE_STARTING;
     sup->end_code = 1;
     stop_supervisor(core, sup);
 }
@@ -629,8 +628,9 @@ static void on_extend(struct core *core, struct node *svc, msec_t extra)
 static void on_child_ended(struct core *core, struct node *sup)
 {
     /* A supervisor that gave up or shut itself down ends with reason
-     * shutdown; one that gave up before it was ready failed to start. */
-    child_ended(core, sup, sup->gave_up_starting ? EXIT_ABNORMAL : EXIT_SHUTDOWN);
+     * shutdown, even before it was ready (SPEC: its parent treats it by
+     * its restart type, so a transient one is not restarted). */
+    child_ended(core, sup, EXIT_SHUTDOWN);
 }
 
 static void dispatch(struct core *core, const struct core_event *event)

@@ -202,98 +202,87 @@ static bool environ_has(pid_t pid, const char *entry)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return false;
+    static char buf[1 << 16];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
     size_t len = strlen(entry);
-    char item[512];
-    size_t used = 0;
-    bool found = false;
-    int c;
-    while (!found && (c = fgetc(f)) != EOF) {
-        if (c == '\0') {
-            found = used == len && memcmp(item, entry, len) == 0;
-            used = 0;
-        } else if (used < sizeof(item)) {
-            item[used++] = (char)c;
-        }
-    }
-    fclose(f);
-    return found;
+    for (char *p = buf; p < buf + n; p += strlen(p) + 1)
+        if (strncmp(p, entry, len) == 0 && p[len] == '\0')
+            return true;
+    return false;
 }
 
-/* Every pid in /proc, with its parent; the caller frees. */
-static size_t list_processes(pid_t **ret_pids, struct proc_stat **ret_stats)
-{
-    DIR *d = opendir("/proc");
-    size_t n = 0, cap = 0;
-    pid_t *pids = NULL;
-    struct proc_stat *stats = NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        pid_t pid = (pid_t)atoi(e->d_name);
-        struct proc_stat st;
-        if (!read_stat(pid, &st))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            pid_t *p = realloc(pids, cap * sizeof(*p));
-            struct proc_stat *s = realloc(stats, cap * sizeof(*s));
-            if (p)
-                pids = p;
-            if (s)
-                stats = s;
-            if (!p || !s)
-                break;
-        }
-        pids[n] = pid;
-        stats[n] = st;
-        n++;
-    }
-    if (d)
-        closedir(d);
-    *ret_pids = pids;
-    *ret_stats = stats;
-    return n;
-}
-
-static void kill_tree_fallback(const char *service, pid_t main_pid)
-{
+/* A growable list of pids. */
+struct pid_list {
     pid_t *pids;
-    struct proc_stat *stats;
-    size_t n = list_processes(&pids, &stats);
+    size_t count, capacity;
+};
+
+static void pid_list_push(struct pid_list *list, pid_t pid)
+{
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? list->capacity * 2 : 64;
+        pid_t *grown = realloc(list->pids, capacity * sizeof(*grown));
+        if (!grown)
+            return;
+        list->pids = grown;
+        list->capacity = capacity;
+    }
+    list->pids[list->count++] = pid;
+}
+
+/* Append the children of `pid`: /proc/PID/task/TID/children of each of its
+ * threads lists them, so no walk over every process is needed. */
+static void push_children(struct pid_list *list, pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *tasks = opendir(path);
+    struct dirent *t;
+    while (tasks && (t = readdir(tasks))) {
+        if (!isdigit((unsigned char)t->d_name[0]))
+            continue;
+        char file[320];
+        snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int)pid, t->d_name);
+        FILE *f = fopen(file, "re");
+        int child;
+        while (f && fscanf(f, "%d", &child) == 1)
+            pid_list_push(list, child);
+        if (f)
+            fclose(f);
+    }
+    if (tasks)
+        closedir(tasks);
+}
+
+/* The tree under main_pid while it lives; once it has died, its children
+ * were re-parented to us (subreaper): our children that are not another
+ * service's main process and carry this unit's ARBOR_UNIT= tag. */
+static void kill_tree_fallback(const char *service, pid_t main_pid, procs_is_main_fn is_main,
+                               void *ctx)
+{
+    struct pid_list tree = {0}, ours = {0};
     char tag[128];
     snprintf(tag, sizeof(tag), "ARBOR_UNIT=%s", service);
-    pid_t self = getpid();
-    /* Mark the tree under main_pid, and adopted orphans carrying the tag,
-     * then repeat until no new descendant turns up. */
-    bool *mark = calloc(n ? n : 1, sizeof(*mark));
-    if (mark) {
-        for (size_t i = 0; i < n; i++)
-            mark[i] = pids[i] == main_pid ||
-                      (stats[i].ppid == self && pids[i] != self && environ_has(pids[i], tag));
-        for (bool grew = true; grew;) {
-            grew = false;
-            for (size_t i = 0; i < n; i++) {
-                if (mark[i])
-                    continue;
-                for (size_t j = 0; j < n; j++) {
-                    if (mark[j] && stats[i].ppid == pids[j]) {
-                        mark[i] = grew = true;
-                        break;
-                    }
-                }
-            }
-        }
-        for (size_t i = 0; i < n; i++)
-            if (mark[i] && pids[i] != self)
-                kill(pids[i], SIGKILL);
-    }
-    free(mark);
-    free(pids);
-    free(stats);
+    if (main_pid > 0)
+        pid_list_push(&tree, main_pid);
+    push_children(&ours, getpid());
+    for (size_t i = 0; i < ours.count; i++)
+        if (ours.pids[i] != main_pid && !is_main(ours.pids[i], ctx) &&
+            environ_has(ours.pids[i], tag))
+            pid_list_push(&tree, ours.pids[i]);
+    for (size_t i = 0; i < tree.count && i < 100000; i++)
+        push_children(&tree, tree.pids[i]);
+    for (size_t i = 0; i < tree.count; i++)
+        kill(tree.pids[i], SIGKILL);
+    free(tree.pids);
+    free(ours.pids);
 }
 
 /* Without cgroups, an orphan that cleared its environment cannot be told
@@ -309,14 +298,11 @@ static void kill_adopted_orphans(void)
             ;
         if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
             return;
-        pid_t *pids;
-        struct proc_stat *stats;
-        size_t n = list_processes(&pids, &stats);
-        for (size_t i = 0; i < n; i++)
-            if (stats[i].ppid == self && pids[i] != self)
-                kill(pids[i], SIGKILL);
-        free(pids);
-        free(stats);
+        struct pid_list ours = {0};
+        push_children(&ours, self);
+        for (size_t i = 0; i < ours.count; i++)
+            kill(ours.pids[i], SIGKILL);
+        free(ours.pids);
         usleep(10000);
     }
 }
@@ -342,14 +328,15 @@ static void kill_cgroup(int dir_fd)
         close(fd);
 }
 
-void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid)
+void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid,
+                    procs_is_main_fn is_main, void *ctx)
 {
     if (pgid > 0)
         kill(-pgid, SIGKILL);
     if (dir_fd >= 0)
         kill_cgroup(dir_fd);
     else
-        kill_tree_fallback(service, main_pid);
+        kill_tree_fallback(service, main_pid, is_main, ctx);
 }
 
 static int cgroup_belongs(const char *service, pid_t pid)

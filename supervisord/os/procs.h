@@ -32,10 +32,15 @@ int procs_group_open(const char *service, int *ret_procs_fd);
 /* Close the fds and remove the cgroup if it is empty. */
 void procs_group_close(const char *service, int dir_fd, int procs_fd);
 
+/* Is `pid` the main process of some service? (The fallback must not take
+ * another service's main process for an orphan.) */
+typedef bool (*procs_is_main_fn)(pid_t pid, void *ctx);
+
 /* SIGKILL every process of the service: its process group `pgid`, its
  * cgroup, or in the fallback the tree under `main_pid` (0 once reaped) and
  * adopted orphans tagged with the unit's name. */
-void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid);
+void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid,
+                    procs_is_main_fn is_main, void *ctx);
 
 /* Does `pid` belong to the service? 1 yes, 0 it is alive and does not,
  * -1 it has gone (or cannot be examined). */
