@@ -39,7 +39,7 @@ struct service_os {
     struct daemon *daemon;
     ev_timer timer;
     ev_io notify_io;
-    ev_io status_io; /* the spawn status pipe of the instance being started */
+    ev_io status_io;  /* the spawn status pipe of the instance being started */
     ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
     pid_t main_pid_watched;
     char *notify_path;
@@ -103,7 +103,8 @@ static void describe_exit(struct exit_status status, char *buf, size_t size)
     if (!status.known)
         snprintf(buf, size, "no exit status");
     else if (status.signaled)
-        snprintf(buf, size, "killed by SIG%s", sigabbrev_np(status.value) ? sigabbrev_np(status.value) : "?");
+        snprintf(buf, size, "killed by SIG%s",
+                 sigabbrev_np(status.value) ? sigabbrev_np(status.value) : "?");
     else
         snprintf(buf, size, "exit status %d", status.value);
 }
@@ -193,27 +194,10 @@ static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     run_core(svc->daemon);
 }
 
-static bool is_our_child(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *rparen = strrchr(buf, ')');
-    int ppid;
-    return rparen && sscanf(rparen + 1, " %*c %d", &ppid) == 1 && ppid == (int)getpid();
-}
-
 static void watch_main_pid(struct service_os *svc, pid_t pid)
 {
     close_main_pidfd(svc);
-    if (is_our_child(pid))
+    if (procs_parent(pid) == getpid())
         return; /* its exit reaches on_child with a real status */
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0) {

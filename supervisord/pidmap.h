@@ -13,7 +13,7 @@ struct pidmap {
     struct pidmap_slot {
         pid_t pid; /* 0 = empty */
         void *value;
-    } *slots;
+    } * slots;
     size_t capacity, count; /* capacity is 0 or a power of two */
 };
 

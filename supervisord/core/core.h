@@ -54,12 +54,7 @@ typedef int64_t msec_t;
 
 enum node_kind { NODE_SERVICE, NODE_SUPERVISOR, NODE_KIND_MAX };
 
-enum strategy {
-    STRATEGY_ONE_FOR_ONE,
-    STRATEGY_ONE_FOR_ALL,
-    STRATEGY_REST_FOR_ONE,
-    STRATEGY_MAX
-};
+enum strategy { STRATEGY_ONE_FOR_ONE, STRATEGY_ONE_FOR_ALL, STRATEGY_REST_FOR_ONE, STRATEGY_MAX };
 
 enum restart_type { RESTART_PERMANENT, RESTART_TRANSIENT, RESTART_TEMPORARY, RESTART_MAX };
 
@@ -70,7 +65,13 @@ enum auto_shutdown {
     AUTO_SHUTDOWN_MAX
 };
 
-enum service_type { SERVICE_SIMPLE, SERVICE_EXEC, SERVICE_NOTIFY, SERVICE_ONESHOT, SERVICE_TYPE_MAX };
+enum service_type {
+    SERVICE_SIMPLE,
+    SERVICE_EXEC,
+    SERVICE_NOTIFY,
+    SERVICE_ONESHOT,
+    SERVICE_TYPE_MAX
+};
 
 enum node_state {
     NODE_STOPPED,  /* not running: never started, or stopped by a parent or operator */
@@ -136,20 +137,20 @@ struct node {
 
     /* Runtime state. */
     enum node_state state;
-    bool pending_start; /* parent's job: start this child */
-    bool pending_stop;  /* parent's job: stop this child */
-    bool held;          /* stopped by the operator: no strategy starts it */
-    bool started_once;  /* a later start by the parent counts as a restart */
-    bool operator_start; /* the next start was asked for by the operator: not a restart */
-    bool giving_up;     /* supervisor: stopping because intensity was exceeded */
-    bool auto_ending;   /* supervisor: stopping because of AutoShutdown */
+    bool pending_start;     /* parent's job: start this child */
+    bool pending_stop;      /* parent's job: stop this child */
+    bool held;              /* stopped by the operator: no strategy starts it */
+    bool started_once;      /* a later start by the parent counts as a restart */
+    bool operator_start;    /* the next start was asked for by the operator: not a restart */
+    bool giving_up;         /* supervisor: stopping because intensity was exceeded */
+    bool auto_ending;       /* supervisor: stopping because of AutoShutdown */
     bool stopping_notified; /* service sent STOPPING=1 */
     enum stop_reason stop_reason;
-    int pid;                /* service main pid, 0 when none */
-    msec_t since;           /* time of the last state change */
-    msec_t deadline;        /* 0 = none */
-    msec_t watchdog;        /* this instance's watchdog: WatchdogSec=, or WATCHDOG_USEC= */
-    unsigned restarts;      /* restarts of this node by its parent */
+    int pid;           /* service main pid, 0 when none */
+    msec_t since;      /* time of the last state change */
+    msec_t deadline;   /* 0 = none */
+    msec_t watchdog;   /* this instance's watchdog: WatchdogSec=, or WATCHDOG_USEC= */
+    unsigned restarts; /* restarts of this node by its parent */
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
 

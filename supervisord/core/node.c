@@ -66,8 +66,8 @@ struct node *node_find(struct node *root, const char *name)
 const char *node_state_name(enum node_state state)
 {
     static const char *const names[NODE_STATE_MAX] = {
-        [NODE_STOPPED] = "stopped", [NODE_STARTING] = "starting", [NODE_RUNNING] = "running",
-        [NODE_STOPPING] = "stopping", [NODE_DONE] = "exited",     [NODE_FAILED] = "failed",
+        [NODE_STOPPED] = "stopped",   [NODE_STARTING] = "starting", [NODE_RUNNING] = "running",
+        [NODE_STOPPING] = "stopping", [NODE_DONE] = "exited",       [NODE_FAILED] = "failed",
     };
     return state < NODE_STATE_MAX ? names[state] : "?";
 }

@@ -503,8 +503,10 @@ static void on_exited(struct core *core, struct node *svc, struct exit_status st
     enum exit_class class = EXIT_ABNORMAL; /* failed start, start timeout, watchdog */
     if (from == NODE_RUNNING || (from == NODE_STOPPING && reason == STOP_NONE))
         class = exit_classify(status, svc->config.kill_signal);
-    set_state(core, svc, class == EXIT_ABNORMAL ? NODE_FAILED : class == EXIT_NORMAL ? NODE_DONE
-                                                                                     : NODE_STOPPED);
+    set_state(core, svc,
+              class == EXIT_ABNORMAL ? NODE_FAILED
+              : class == EXIT_NORMAL ? NODE_DONE
+                                     : NODE_STOPPED);
     child_ended(core, svc, class);
 }
 

@@ -18,7 +18,7 @@ extern char **environ;
 
 static bool is_manager_variable(const char *entry)
 {
-    static const char *const names[] = {"NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=",
+    static const char *const names[] = {"NOTIFY_SOCKET=",  "LISTEN_PID=",   "LISTEN_FDS=",
                                         "LISTEN_FDNAMES=", "WATCHDOG_PID=", "WATCHDOG_USEC="};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strncmp(entry, names[i], strlen(names[i])) == 0)

@@ -5,9 +5,9 @@
  * earlier ones with the same name: arbord's own environment (minus the
  * variables that describe arbord's own manager: NOTIFY_SOCKET, LISTEN_*,
  * WATCHDOG_*), HOME/USER/LOGNAME/SHELL of User=, each Environment=, each
- * EnvironmentFile= (files override Environment=, as in systemd), then ARBOR_UNIT, NOTIFY_SOCKET and the watchdog
- * variables. EnvironmentFile= is read at start, as systemd does, so a
- * changed file takes effect at the next restart.
+ * EnvironmentFile= (files override Environment=, as in systemd), then ARBOR_UNIT, NOTIFY_SOCKET and
+ * the watchdog variables. EnvironmentFile= is read at start, as systemd does, so a changed file
+ * takes effect at the next restart.
  */
 #ifndef ARBOR_ENV_H
 #define ARBOR_ENV_H

@@ -22,13 +22,13 @@ struct notify_message {
     bool ready;
     bool stopping;
     bool reloading;
-    bool watchdog;         /* WATCHDOG=1 */
-    bool watchdog_trigger; /* WATCHDOG=trigger */
-    const char *status;    /* STATUS= text (points into the buffer), or NULL */
-    long long extend_usec; /* EXTEND_TIMEOUT_USEC=, -1 when absent */
+    bool watchdog;           /* WATCHDOG=1 */
+    bool watchdog_trigger;   /* WATCHDOG=trigger */
+    const char *status;      /* STATUS= text (points into the buffer), or NULL */
+    long long extend_usec;   /* EXTEND_TIMEOUT_USEC=, -1 when absent */
     long long watchdog_usec; /* WATCHDOG_USEC=, -1 when absent */
-    pid_t main_pid;        /* MAINPID=, 0 when absent */
-    int error_number;      /* ERRNO=, 0 when absent */
+    pid_t main_pid;          /* MAINPID=, 0 when absent */
+    int error_number;        /* ERRNO=, 0 when absent */
 };
 
 /* Bind a notify socket at `path` (replacing a stale one), mode 0666.

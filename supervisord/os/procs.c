@@ -357,6 +357,12 @@ static int cgroup_belongs(const char *service, pid_t pid)
     return result;
 }
 
+pid_t procs_parent(pid_t pid)
+{
+    struct proc_stat st;
+    return read_stat(pid, &st) ? st.ppid : -1;
+}
+
 int procs_belongs(const char *service, int dir_fd, pid_t pgid, pid_t main_pid, pid_t pid)
 {
     if (pid <= 0)

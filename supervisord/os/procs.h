@@ -46,4 +46,7 @@ void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid,
  * -1 it has gone (or cannot be examined). */
 int procs_belongs(const char *service, int dir_fd, pid_t pgid, pid_t main_pid, pid_t pid);
 
+/* The parent of `pid`, or -1 when it is gone. */
+pid_t procs_parent(pid_t pid);
+
 #endif

@@ -36,16 +36,16 @@ struct spawn_failure {
 #define SPAWN_PID_DIGITS 10
 
 struct spawn_request {
-    const char *path;   /* absolute path of the program */
-    char *const *argv;  /* NULL-terminated */
-    char *const *envp;  /* NULL-terminated; may contain pid slots, below */
+    const char *path;  /* absolute path of the program */
+    char *const *argv; /* NULL-terminated */
+    char *const *envp; /* NULL-terminated; may contain pid slots, below */
     /* Entries of envp ending in SPAWN_PID_DIGITS '0's to be overwritten
      * with the child's own pid (LISTEN_PID=, WATCHDOG_PID=). */
     char *pid_slots[2];
     int stdin_fd, stdout_fd, stderr_fd; /* each must be a valid fd */
     const int *pass_fds;                /* become fds 3, 4, ... */
     int n_pass_fds;
-    int cgroup_fd;                      /* cgroup.procs to join, or -1 */
+    int cgroup_fd; /* cgroup.procs to join, or -1 */
     bool set_ids;
     uid_t uid;
     gid_t gid;
