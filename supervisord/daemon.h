@@ -1,0 +1,70 @@
+/*
+ * daemon.h: the state of a running arbord, shared by the files of the OS
+ * shell: loop.c (libev wiring and the core's ops), service_notify.c
+ * (sd_notify), control.c (the control socket) and reload.c.
+ */
+#ifndef ARBOR_DAEMON_H
+#define ARBOR_DAEMON_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "core/core.h"
+#include "loop.h"
+#include "pidmap.h"
+#include "unit/unit.h"
+
+struct daemon;
+struct output_stream;
+
+struct service_os {
+    struct node *node;
+    const struct unit *unit;
+    struct daemon *daemon;
+    ev_timer timer;
+    ev_io notify_io;
+    ev_io status_io;  /* the spawn status pipe of the instance being started */
+    ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
+    pid_t main_pid_watched;
+    char *notify_path;
+    char *status_text; /* last STATUS= */
+    struct output_stream *output;
+    int cgroup_dir, cgroup_procs;
+    pid_t pgid;
+};
+
+struct daemon {
+    struct ev_loop *loop;
+    struct core core;
+    struct unit_set *units;
+    struct node *root;
+    const struct daemon_options *options;
+    struct service_os **services;
+    size_t n_services;
+    struct pidmap pids; /* main pid -> service; entries are checked against node->pid */
+    int devnull;
+    int exit_status;
+    bool ended;
+    ev_child child_watcher;
+    ev_signal sig_term, sig_int, sig_hup;
+};
+
+/* Monotonic milliseconds: the core's clock. */
+msec_t now_ms(void);
+/* Drain the core's queue; break the loop once the root has ended. */
+void run_core(struct daemon *d);
+/* The service whose main process is `pid`, or NULL. */
+struct service_os *service_by_pid(struct daemon *d, pid_t pid);
+bool is_main_pid(pid_t pid, void *ctx);
+/* "exit status 3", "killed by SIGKILL", "no exit status". */
+void describe_exit(struct exit_status status, char *buf, size_t size);
+
+/* service_notify.c */
+void on_notify(struct ev_loop *loop, ev_io *w, int revents);
+void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents);
+void drain_notify(struct service_os *svc, int limit);
+void close_main_pidfd(struct service_os *svc);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * service_notify.c: what arbord does with sd_notify messages: decide
+ * whether the sender may speak for the service (see notify.h for the
+ * socket side), then turn READY=1, WATCHDOG=, EXTEND_TIMEOUT_USEC=,
+ * STOPPING=1, STATUS= and MAINPID= into core events and service state.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "daemon.h"
+#include "os/log.h"
+#include "os/notify.h"
+#include "os/procs.h"
+#include "pidmap.h"
+
+static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
+{
+    struct node *node = svc->node;
+    int belongs = procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, cred->pid);
+    if (belongs == 1)
+        return true;
+    if (belongs == 0)
+        return false;
+    /* The sender has gone (systemd-notify from a script often has): fall
+     * back on its user, which must be the service's own or root. */
+    uid_t owner = svc->unit->uid != (uid_t)-1 ? svc->unit->uid : getuid();
+    return cred->uid == 0 || cred->uid == owner;
+}
+
+void close_main_pidfd(struct service_os *svc)
+{
+    if (svc->main_pidfd.fd < 0)
+        return;
+    ev_io_stop(svc->daemon->loop, &svc->main_pidfd);
+    close(svc->main_pidfd.fd);
+    ev_io_set(&svc->main_pidfd, -1, EV_READ);
+}
+
+/* A main process that was not our child exited. If it has been re-parented
+ * to us meanwhile, its status is there to read (WNOWAIT leaves the reaping
+ * to libev, whose on_child then finds it no longer main). Otherwise its
+ * parent reaps it and the status is unknown to us: judged as abnormal. */
+void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct service_os *svc = w->data;
+    pid_t pid = svc->main_pid_watched;
+    close_main_pidfd(svc);
+    if (svc->node->pid != pid)
+        return;
+    pidmap_remove(&svc->daemon->pids, pid);
+    struct exit_status status = {.known = false};
+    siginfo_t info = {0};
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+        status.known = true;
+        status.signaled = info.si_code != CLD_EXITED;
+        status.value = info.si_status;
+    } else {
+        log_unit(LOG_WARNING, svc->node->name,
+                 "main pid %d exited; not our child, so its status is unknown", (int)pid);
+    }
+    core_post_exited(&svc->daemon->core, svc->node, status);
+    run_core(svc->daemon);
+}
+
+static void watch_main_pid(struct service_os *svc, pid_t pid)
+{
+    close_main_pidfd(svc);
+    if (procs_parent(pid) == getpid())
+        return; /* its exit reaches on_child with a real status */
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        log_unit(LOG_WARNING, svc->node->name, "cannot watch main pid %d: %s", (int)pid,
+                 strerror(errno));
+        return;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    svc->main_pid_watched = pid;
+    ev_io_set(&svc->main_pidfd, fd, EV_READ);
+    ev_io_start(svc->daemon->loop, &svc->main_pidfd);
+}
+
+static void apply_main_pid(struct service_os *svc, pid_t pid)
+{
+    struct node *node = svc->node;
+    if (node->pid == 0 || pid == node->pid)
+        return;
+    /* Only a process of the service itself, whoever asks: systemd lets root
+     * name any pid, but a pid of another service, of arbord or pid 1 would
+     * make this service's stop signal someone else's. */
+    if (pid == 1 || pid == getpid() ||
+        procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, pid) != 1) {
+        log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: not a process of this service",
+                 (int)pid);
+        return;
+    }
+    if (kill(pid, 0) < 0) {
+        log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: no such process", (int)pid);
+        return;
+    }
+    log_unit(LOG_INFO, node->name, "main pid is now %d", (int)pid);
+    node->pid = pid;
+    pidmap_put(&svc->daemon->pids, pid, svc);
+    watch_main_pid(svc, pid);
+}
+
+static void apply_notify(struct service_os *svc, const struct notify_message *m,
+                         const struct ucred *cred)
+{
+    struct core *core = &svc->daemon->core;
+    struct node *node = svc->node;
+    if (m->status) {
+        free(svc->status_text);
+        svc->status_text = strdup(m->status);
+        log_unit(LOG_DEBUG, node->name, "status: %s", m->status);
+    }
+    if (m->main_pid)
+        apply_main_pid(svc, m->main_pid);
+    if (m->extend_usec >= 0)
+        core_extend_timeout(core, node, (msec_t)(m->extend_usec / 1000));
+    if (m->watchdog_usec >= 0)
+        core_watchdog_set(core, node, (msec_t)((m->watchdog_usec + 999) / 1000));
+    if (m->watchdog)
+        core_watchdog_ping(core, node);
+    if (m->watchdog_trigger)
+        core_watchdog_trigger(core, node);
+    if (m->stopping) {
+        log_unit(LOG_INFO, node->name, "service says it is stopping");
+        core_stopping_notified(core, node);
+    }
+    if (m->ready) {
+        if (svc->unit->config.type == SERVICE_NOTIFY)
+            core_post_ready(core, node);
+        else
+            log_unit(LOG_DEBUG, node->name, "READY=1 ignored: Type=%s",
+                     service_type_name(svc->unit->config.type));
+    }
+}
+
+/* Handle what is waiting on the service's notify socket, at most `limit`
+ * datagrams, so a flooding service cannot starve the loop. */
+void drain_notify(struct service_os *svc, int limit)
+{
+    char buf[NOTIFY_MESSAGE_MAX + 1];
+    for (int i = 0; i < limit; i++) {
+        struct ucred cred;
+        ssize_t n = notify_receive(svc->notify_io.fd, buf, sizeof(buf), &cred);
+        if (n == -EAGAIN)
+            return;
+        if (n < 0) {
+            log_unit(LOG_WARNING, svc->node->name, "notify message dropped: %s",
+                     n == -EMSGSIZE ? "too long" : "no sender credentials");
+            continue;
+        }
+        if (!notify_authorized(svc, &cred)) {
+            log_unit(LOG_WARNING, svc->node->name,
+                     "notify message from pid %d (uid %d) ignored: not a process of this service",
+                     (int)cred.pid, (int)cred.uid);
+            continue;
+        }
+        struct notify_message m;
+        if (notify_parse(buf, (size_t)n, &m) < 0) {
+            log_unit(LOG_WARNING, svc->node->name, "notify message with a NUL byte ignored");
+            continue;
+        }
+        apply_notify(svc, &m, &cred);
+    }
+}
+
+void on_notify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct service_os *svc = w->data;
+    drain_notify(svc, 64);
+    run_core(svc->daemon);
+}
