@@ -18,6 +18,9 @@
 
 struct daemon;
 struct output_stream;
+struct log_ring;
+struct control;
+struct reload;
 
 struct service_os {
     struct node *node;
@@ -29,7 +32,8 @@ struct service_os {
     ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
     pid_t main_pid_watched;
     char *notify_path;
-    char *status_text; /* last STATUS= */
+    char *status_text;     /* last STATUS= */
+    struct log_ring *logs; /* recent output, for arborctl logs; NULL until the first line */
     struct output_stream *output;
     int cgroup_dir, cgroup_procs;
     pid_t pgid;
@@ -47,6 +51,9 @@ struct daemon {
     int devnull;
     int exit_status;
     bool ended;
+    struct control *control; /* the control socket and its clients */
+    struct reload *reload;   /* a reload under way, or NULL */
+    char reload_summary[160];
     ev_child child_watcher;
     ev_signal sig_term, sig_int, sig_hup;
 };
@@ -60,6 +67,13 @@ struct service_os *service_by_pid(struct daemon *d, pid_t pid);
 bool is_main_pid(pid_t pid, void *ctx);
 /* "exit status 3", "killed by SIGKILL", "no exit status". */
 void describe_exit(struct exit_status status, char *buf, size_t size);
+
+/* Create a service's OS state (notify socket, timers) / free it and drop
+ * every reference to it (pid table, output streams). */
+int service_setup(struct daemon *d, struct node *node, const struct unit *unit);
+void service_teardown(struct daemon *d, struct service_os *svc);
+/* Rebuild d->services from the tree. Returns 0 or -ENOMEM. */
+int collect_services(struct daemon *d);
 
 /* service_notify.c */
 void on_notify(struct ev_loop *loop, ev_io *w, int revents);

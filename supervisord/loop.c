@@ -30,7 +30,10 @@
 #include "os/output.h"
 #include "os/procs.h"
 #include "os/spawn.h"
+#include "control.h"
+#include "logring.h"
 #include "pidmap.h"
+#include "reload.h"
 
 msec_t now_ms(void)
 {
@@ -42,6 +45,7 @@ msec_t now_ms(void)
 void run_core(struct daemon *d)
 {
     core_run(&d->core, now_ms());
+    reload_continue(d); /* between core steps, never inside one */
     if (d->ended)
         ev_break(d->loop, EVBREAK_ALL);
 }
@@ -134,6 +138,24 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     run_core(svc->daemon);
 }
 
+/* ---- captured output ---- */
+
+/* Each whole line a service writes: to arbord's log, the service's ring,
+ * and any `logs -f` client. */
+static void service_output_line(void *ctx, pid_t pid, const char *line, size_t len)
+{
+    struct service_os *svc = ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    msec_t when = (msec_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    log_output(svc->node->name, pid, line, len);
+    if (!svc->logs)
+        svc->logs = log_ring_new(LOG_RING_SIZE);
+    if (svc->logs)
+        log_ring_append(svc->logs, pid, when, line, len);
+    control_output(svc->daemon, svc, pid, when, line, len);
+}
+
 /* ---- core ops ---- */
 
 static int op_spawn(void *ctx, struct node *node)
@@ -208,7 +230,7 @@ static int op_spawn(void *ctx, struct node *node)
     ev_io_set(&svc->status_io, status_fd, EV_READ);
     ev_io_start(d->loop, &svc->status_io);
     if (out[0] >= 0)
-        svc->output = output_open(d->loop, node->name, pid, out[0]);
+        svc->output = output_open(d->loop, node->name, pid, out[0], service_output_line, svc);
     if (node->restarts > 0 && node->started_once)
         log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)pid, node->restarts);
     else
@@ -302,6 +324,12 @@ static void op_transition(void *ctx, struct node *node, enum node_state from)
     }
 }
 
+static void op_transition_and_tell(void *ctx, struct node *node, enum node_state from)
+{
+    op_transition(ctx, node, from);
+    control_transition(ctx, node);
+}
+
 static void op_root_ended(void *ctx, int status)
 {
     struct daemon *d = ctx;
@@ -314,7 +342,7 @@ static const struct core_ops daemon_ops = {
     .signal = op_signal,
     .kill_all = op_kill_all,
     .set_deadline = op_set_deadline,
-    .transition = op_transition,
+    .transition = op_transition_and_tell,
     .root_ended = op_root_ended,
 };
 
@@ -369,12 +397,18 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_msg(LOG_WARNING, "SIGHUP: reload is not supported yet; ignored");
+    struct daemon *d = w->data;
+    struct diagnostics diag = {0};
+    log_msg(LOG_INFO, "SIGHUP: reloading %s", d->options->unit_dir);
+    int r = reload_request(d, &diag); /* logs its own problems */
+    if (r == -EBUSY)
+        log_msg(LOG_WARNING, "SIGHUP: a reload is already under way");
+    diag_free(&diag);
 }
 
 /* ---- setting up and tearing down services ---- */
 
-static int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
+int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
 {
     struct service_os *svc = calloc(1, sizeof(*svc));
     if (!svc)
@@ -383,6 +417,7 @@ static int service_setup(struct daemon *d, struct node *node, const struct unit 
     svc->unit = unit;
     svc->daemon = d;
     svc->cgroup_dir = svc->cgroup_procs = -1;
+    ev_io_init(&svc->notify_io, on_notify, -1, EV_READ);
     node->os = svc;
     /* Parsed per SPEC, but their machinery is not in this version yet:
      * say so rather than ignore them silently. */
@@ -406,15 +441,17 @@ static int service_setup(struct daemon *d, struct node *node, const struct unit 
                  strerror(-fd));
         return fd;
     }
-    ev_io_init(&svc->notify_io, on_notify, fd, EV_READ);
+    ev_io_set(&svc->notify_io, fd, EV_READ);
     svc->notify_io.data = svc;
     ev_io_start(d->loop, &svc->notify_io);
-    d->services[d->n_services++] = svc;
     return 0;
 }
 
-static void service_teardown(struct daemon *d, struct service_os *svc)
+void service_teardown(struct daemon *d, struct service_os *svc)
 {
+    pidmap_remove_value(&d->pids, svc);
+    output_detach(svc);
+    log_ring_free(svc->logs);
     ev_timer_stop(d->loop, &svc->timer);
     close_status_pipe(svc);
     close_main_pidfd(svc);
@@ -428,6 +465,26 @@ static void service_teardown(struct daemon *d, struct service_os *svc)
     free(svc->status_text);
     svc->node->os = NULL;
     free(svc);
+}
+
+static void list_services(struct node *node, struct service_os **list, size_t *n)
+{
+    if (node->kind == NODE_SERVICE && node->os)
+        list[(*n)++] = node->os;
+    for (size_t i = 0; i < node->n_children; i++)
+        list_services(node->children[i], list, n);
+}
+
+int collect_services(struct daemon *d)
+{
+    struct service_os **list = calloc(d->units->count + 1, sizeof(*list));
+    if (!list)
+        return -ENOMEM;
+    free(d->services);
+    d->services = list;
+    d->n_services = 0;
+    list_services(d->root, d->services, &d->n_services);
+    return 0;
 }
 
 static int setup_tree(struct daemon *d, struct node *node)
@@ -457,7 +514,13 @@ static int make_runtime_dirs(const char *runtime)
 
 int daemon_run(const struct daemon_options *options, struct unit_set *units)
 {
-    struct daemon d = {.options = options, .units = units, .exit_status = 1};
+    struct daemon d = {.options = options, .exit_status = 1};
+    /* The set is ours from now on: a reload replaces it. */
+    d.units = malloc(sizeof(*d.units));
+    if (!d.units)
+        return 1;
+    *d.units = *units;
+    memset(units, 0, sizeof(*units));
     int r = make_runtime_dirs(options->runtime_dir);
     if (r < 0) {
         log_msg(LOG_ERR, "cannot create runtime directory %s: %s", options->runtime_dir,
@@ -472,14 +535,18 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
     log_attach(d.loop);
     procs_init(options->no_cgroups);
     d.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    d.root = unit_build_tree(units);
-    d.services = calloc(units->count + 1, sizeof(*d.services));
-    if (d.devnull < 0 || !d.root || !d.services) {
+    d.root = unit_build_tree(d.units);
+    if (d.devnull < 0 || !d.root) {
         log_msg(LOG_ERR, "out of memory");
         return 1;
     }
-    if (setup_tree(&d, d.root) < 0)
+    if (setup_tree(&d, d.root) < 0 || collect_services(&d) < 0)
         goto out;
+    if ((r = control_open(&d)) < 0) {
+        log_msg(LOG_ERR, "cannot create the control socket in %s: %s", options->runtime_dir,
+                strerror(-r));
+        goto out;
+    }
 
     ev_child_init(&d.child_watcher, on_child, 0, 0);
     ev_set_priority(&d.child_watcher, EV_MAXPRI); /* exits before other news */
@@ -504,6 +571,7 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
     log_msg(LOG_INFO, "exiting with status %d", d.exit_status);
 
 out:
+    control_close(&d);
     output_close_all(d.loop);
     for (size_t i = 0; i < d.n_services; i++)
         service_teardown(&d, d.services[i]);
@@ -512,6 +580,8 @@ out:
     pidmap_free(&d.pids);
     node_free_tree(d.root);
     free(d.services);
+    unit_set_free(d.units);
+    free(d.units);
     close(d.devnull);
     return d.exit_status;
 }

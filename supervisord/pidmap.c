@@ -80,6 +80,16 @@ void pidmap_remove(struct pidmap *map, pid_t pid)
     map->count--;
 }
 
+void pidmap_remove_value(struct pidmap *map, const void *value)
+{
+    for (size_t i = 0; i < map->capacity;) {
+        if (map->slots[i].pid && map->slots[i].value == value)
+            pidmap_remove(map, map->slots[i].pid); /* may shift a later entry into i */
+        else
+            i++;
+    }
+}
+
 void pidmap_free(struct pidmap *map)
 {
     free(map->slots);

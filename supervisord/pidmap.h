@@ -22,6 +22,8 @@ int pidmap_put(struct pidmap *map, pid_t pid, void *value);
 /* The value for pid, or NULL. */
 void *pidmap_get(const struct pidmap *map, pid_t pid);
 void pidmap_remove(struct pidmap *map, pid_t pid);
+/* Remove every entry whose value is `value` (a whole scan: rare use). */
+void pidmap_remove_value(struct pidmap *map, const void *value);
 void pidmap_free(struct pidmap *map);
 
 #endif

@@ -151,6 +151,7 @@ struct node {
     msec_t deadline;   /* 0 = none */
     msec_t watchdog;   /* this instance's watchdog: WatchdogSec=, or WATCHDOG_USEC= */
     unsigned restarts; /* restarts of this node by its parent */
+    unsigned starts;   /* every start, so a waiter can tell "started since" */
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
 
@@ -199,6 +200,8 @@ struct node *node_new(const char *name, enum node_kind kind, const struct node_c
 int node_add_child(struct node *supervisor, struct node *child);
 /* Free a node and its subtree. Accepts NULL. */
 void node_free_tree(struct node *node);
+/* Free one node, not its children (reload re-links those). Accepts NULL. */
+void node_free(struct node *node);
 /* Depth-first search by name; NULL when absent. */
 struct node *node_find(struct node *root, const char *name);
 

@@ -37,16 +37,23 @@ int node_add_child(struct node *supervisor, struct node *child)
     return 0;
 }
 
+void node_free(struct node *node)
+{
+    if (!node)
+        return;
+    free(node->children);
+    free(node->restart_times);
+    free(node->name);
+    free(node);
+}
+
 void node_free_tree(struct node *node)
 {
     if (!node)
         return;
     for (size_t i = 0; i < node->n_children; i++)
         node_free_tree(node->children[i]);
-    free(node->children);
-    free(node->restart_times);
-    free(node->name);
-    free(node);
+    node_free(node);
 }
 
 struct node *node_find(struct node *root, const char *name)

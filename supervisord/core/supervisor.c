@@ -238,6 +238,7 @@ static void begin_start(struct core *core, struct node *node)
         node->restarts++;
     node->started_once = true;
     node->operator_start = false;
+    node->starts++;
     if (node->kind == NODE_SERVICE)
         start_service(core, node);
     else

@@ -15,6 +15,8 @@
 
 struct output_stream {
     ev_io io;
+    output_sink_fn sink; /* NULL: only arbord's log */
+    void *ctx;
     char *unit;
     pid_t pid;
     char *partial; /* an unfinished line, allocated only while there is one */
@@ -24,6 +26,14 @@ struct output_stream {
 
 static struct output_stream *streams;
 
+static void emit(struct output_stream *s, const char *line, size_t len)
+{
+    if (s->sink)
+        s->sink(s->ctx, s->pid, line, len);
+    else
+        log_output(s->unit, s->pid, line, len);
+}
+
 static void keep_partial(struct output_stream *s, const char *data, size_t len);
 
 static void emit_line(struct output_stream *s, const char *data, size_t len)
@@ -31,16 +41,16 @@ static void emit_line(struct output_stream *s, const char *data, size_t len)
     if (s->partial_len == 0) {
         /* A long line that arrived in one read: log it in parts, whole. */
         while (len > OUTPUT_LINE_MAX) {
-            log_output(s->unit, s->pid, data, OUTPUT_LINE_MAX);
+            emit(s, data, OUTPUT_LINE_MAX);
             data += OUTPUT_LINE_MAX;
             len -= OUTPUT_LINE_MAX;
         }
-        log_output(s->unit, s->pid, data, len);
+        emit(s, data, len);
         return;
     }
     keep_partial(s, data, len); /* logs full OUTPUT_LINE_MAX parts on the way */
     if (s->partial_len > 0)
-        log_output(s->unit, s->pid, s->partial, s->partial_len);
+        emit(s, s->partial, s->partial_len);
     free(s->partial);
     s->partial = NULL;
     s->partial_len = 0;
@@ -53,7 +63,7 @@ static void keep_partial(struct output_stream *s, const char *data, size_t len)
         if (!s->partial) {
             s->partial = malloc(OUTPUT_LINE_MAX);
             if (!s->partial) {
-                log_output(s->unit, s->pid, data, len);
+                emit(s, data, len);
                 return;
             }
         }
@@ -65,7 +75,7 @@ static void keep_partial(struct output_stream *s, const char *data, size_t len)
         data += take;
         len -= take;
         if (s->partial_len == OUTPUT_LINE_MAX) {
-            log_output(s->unit, s->pid, s->partial, s->partial_len);
+            emit(s, s->partial, s->partial_len);
             s->partial_len = 0;
         }
     }
@@ -88,7 +98,7 @@ static void consume(struct output_stream *s, const char *data, size_t len)
 static void destroy(struct ev_loop *loop, struct output_stream *s)
 {
     if (s->partial_len > 0)
-        log_output(s->unit, s->pid, s->partial, s->partial_len);
+        emit(s, s->partial, s->partial_len);
     ev_io_stop(loop, &s->io);
     close(s->io.fd);
     if (s->prev)
@@ -127,7 +137,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         destroy(loop, s);
 }
 
-struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t pid, int fd)
+struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t pid, int fd,
+                                  output_sink_fn sink, void *ctx)
 {
     struct output_stream *s = calloc(1, sizeof(*s));
     if (!s || !(s->unit = strdup(unit))) {
@@ -137,6 +148,8 @@ struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t 
     }
     fcntl(fd, F_SETFL, O_NONBLOCK);
     s->pid = pid;
+    s->sink = sink;
+    s->ctx = ctx;
     ev_io_init(&s->io, on_readable, fd, EV_READ);
     ev_io_start(loop, &s->io);
     s->next = streams;
@@ -150,6 +163,15 @@ void output_close(struct ev_loop *loop, struct output_stream *s)
 {
     read_available(s, 16);
     destroy(loop, s);
+}
+
+void output_detach(void *ctx)
+{
+    for (struct output_stream *s = streams; s; s = s->next)
+        if (s->ctx == ctx) {
+            s->sink = NULL;
+            s->ctx = NULL;
+        }
 }
 
 void output_close_all(struct ev_loop *loop)

@@ -9,6 +9,7 @@
 #ifndef ARBOR_OUTPUT_H
 #define ARBOR_OUTPUT_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 #define OUTPUT_LINE_MAX 4096
@@ -16,8 +17,15 @@
 struct ev_loop;
 struct output_stream;
 
-/* Take ownership of the read end `fd` and start logging it. */
-struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t pid, int fd);
+/* Where each whole line goes (arbord's log, the service's ring, followers). */
+typedef void (*output_sink_fn)(void *ctx, pid_t pid, const char *line, size_t len);
+
+/* Take ownership of the read end `fd` and pass its lines to `sink`. */
+struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t pid, int fd,
+                                  output_sink_fn sink, void *ctx);
+/* The context is going away (its unit was removed): the streams still
+ * draining into it only log from now on. */
+void output_detach(void *ctx);
 /* Stop logging (at exit) and free; reads what is already in the pipe first. */
 void output_close(struct ev_loop *loop, struct output_stream *stream);
 /* Streams still open (for shutdown). */

@@ -74,6 +74,8 @@ static long parse_read_line(struct parse_ctx *ctx)
 
     errno = 0;
     while ((c = getc_unlocked(ctx->file)) != EOF && c != '\n') {
+        /* FNV-1a over every byte read: reload compares files by it. */
+        ctx->unit->content_hash = (ctx->unit->content_hash ^ (unsigned char)c) * 1099511628211ull;
         if (len < UNIT_LINE_MAX + 1)
             ctx->line[len++] = (char)c;
         else
@@ -83,6 +85,8 @@ static long parse_read_line(struct parse_ctx *ctx)
         ctx->read_errno = errno ? errno : EIO;
         return -2;
     }
+    if (c == '\n')
+        ctx->unit->content_hash = (ctx->unit->content_hash ^ '\n') * 1099511628211ull;
     if (c == EOF && len == 0)
         return -1;
     ctx->line[len] = '\0';
@@ -329,6 +333,7 @@ static struct unit *unit_new(const char *path, const char *name, enum node_kind 
         return NULL;
     }
     u->kind = kind;
+    u->content_hash = 14695981039346656037ull; /* FNV-1a offset basis */
     unit_config_defaults(kind, &u->config);
     u->uid = (uid_t)-1;
     u->gid = (gid_t)-1;

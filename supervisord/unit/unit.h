@@ -15,6 +15,7 @@
 #define ARBOR_UNIT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -46,6 +47,7 @@ struct unit {
     char *name; /* file name without the suffix */
     char *path; /* as found: DIR/NAME.service */
     enum node_kind kind;
+    uint64_t content_hash; /* FNV-1a of the file's bytes: reload's "changed?" */
     char *description;
     struct node_config config;
 
