@@ -512,9 +512,9 @@ static void handle_request(struct client *c, const char *payload, uint32_t lengt
         return;
     }
     if (cmd->changes && !c->privileged) {
-        struct passwd *pw = getpwuid(geteuid());
-        snprintf(why, sizeof(why), "permission denied: only root or %s may %s (you are uid %d)",
-                 pw ? pw->pw_name : "arbord's user", cmd->name, (int)c->uid);
+        struct passwd *pw = geteuid() == 0 ? NULL : getpwuid(geteuid());
+        snprintf(why, sizeof(why), "permission denied: only root%s%s may %s (you are uid %d)",
+                 pw ? " or " : "", pw ? pw->pw_name : "", cmd->name, (int)c->uid);
         client_result(c, CONTROL_EXIT_FAILED, NULL, why);
         return;
     }

@@ -378,6 +378,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         exit.value = WEXITSTATUS(status);
     }
     svc->output = NULL; /* the stream lives on until EOF, then frees itself */
+    free(svc->status_text); /* STATUS= described that instance */
+    svc->status_text = NULL;
     close_main_pidfd(svc);
     core_post_exited(&d->core, svc->node, exit);
     run_core(d);

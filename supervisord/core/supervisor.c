@@ -217,7 +217,7 @@ static void start_service(struct core *core, struct node *svc)
     }
 }
 
-static void start_supervisor(struct core *core, struct node *sup)
+static void start_supervisor(struct core *core, struct node *sup, bool by_operator)
 {
     /* A (re)started supervisor is a new OTP process: empty restart history. */
     sup->restart_count = 0;
@@ -228,13 +228,17 @@ static void start_supervisor(struct core *core, struct node *sup)
         struct node *child = sup->children[i];
         child->pending_stop = false;
         child->pending_start = !child->held;
+        /* Children started because the operator started their supervisor
+         * are not restarts either. */
+        child->operator_start = by_operator && child->pending_start;
     }
     supervisor_advance(core, sup);
 }
 
 static void begin_start(struct core *core, struct node *node)
 {
-    if (node->started_once && !node->operator_start)
+    bool by_operator = node->operator_start;
+    if (node->started_once && !by_operator)
         node->restarts++;
     node->started_once = true;
     node->operator_start = false;
@@ -242,7 +246,7 @@ static void begin_start(struct core *core, struct node *node)
     if (node->kind == NODE_SERVICE)
         start_service(core, node);
     else
-        start_supervisor(core, node);
+        start_supervisor(core, node, by_operator);
 }
 
 /* Send the stop signal (or SIGKILL at once) and arm the Shutdown timer. */

@@ -45,14 +45,16 @@
  *   description type restart strategy held(1 when stopped by the operator)
  *   mailbox_queued (absent without a mailbox)
  *
- * LOG fields: unit pid time_ms line
+ * LOG fields: unit pid time_ms (milliseconds since the Unix epoch) line
  *
  * RESULT fields
  *   ok      1 or 0
  *   exit    arborctl's exit status: 0 done, 1 failed or refused,
  *           2 usage, 3 no such unit (4, cannot reach arbord, is arborctl's own)
- *   error   a line of explanation (repeatable: reload gives one per problem)
- *   message a line for the operator when ok=1 (optional)
+ *   error   a line of explanation (repeatable: reload gives one per problem,
+ *           start/stop/restart one per unit that failed)
+ *   message a line for the operator (optional, repeatable: start/stop/restart
+ *           give one per unit that reached its goal)
  */
 #ifndef ARBOR_PROTO_CONTROL_H
 #define ARBOR_PROTO_CONTROL_H
