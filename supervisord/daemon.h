@@ -35,7 +35,7 @@ struct service_os {
     char *status_text;     /* last STATUS= */
     struct log_ring *logs; /* recent output, for arborctl logs; NULL until the first line */
     struct output_stream *output;
-    int cgroup_dir, cgroup_procs;
+    int cgroup; /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup */
     pid_t pgid;
 };
 

@@ -194,8 +194,9 @@ static int op_spawn(void *ctx, struct node *node)
     for (int i = 0; i < 2; i++)
         fds[i] = modes[i] == OUTPUT_LOG ? out[1] : modes[i] == OUTPUT_INHERIT ? 1 + i : d->devnull;
 
-    if (svc->cgroup_dir < 0)
-        svc->cgroup_dir = procs_group_open(node->name, &svc->cgroup_procs);
+    if (svc->cgroup < 0)
+        svc->cgroup = procs_group_create(node->name);
+    int join_fd = svc->cgroup ? procs_group_join_fd(node->name) : -1;
     struct spawn_request req = {
         .path = path,
         .argv = unit->argv,
@@ -204,7 +205,7 @@ static int op_spawn(void *ctx, struct node *node)
         .stdin_fd = d->devnull,
         .stdout_fd = fds[0],
         .stderr_fd = fds[1],
-        .cgroup_fd = svc->cgroup_dir >= 0 ? svc->cgroup_procs : -1,
+        .cgroup_fd = join_fd,
         .set_ids = unit->uid != (uid_t)-1 || unit->gid != (gid_t)-1,
         .uid = unit->uid != (uid_t)-1 ? unit->uid : getuid(),
         .gid = unit->gid != (gid_t)-1 ? unit->gid : getgid(),
@@ -217,6 +218,8 @@ static int op_spawn(void *ctx, struct node *node)
     int status_fd;
     pid_t pid = spawn_process(&req, &status_fd);
     env_free(&env);
+    if (join_fd >= 0)
+        close(join_fd);
     if (out[1] >= 0)
         close(out[1]);
     if (pid < 0) {
@@ -250,7 +253,7 @@ static void op_signal(void *ctx, struct node *node, int sig)
 static void op_kill_all(void *ctx, struct node *node)
 {
     struct service_os *svc = node->os;
-    procs_kill_all(node->name, svc->cgroup_dir, svc->pgid, node->pid, is_main_pid, ctx);
+    procs_kill_all(node->name, svc->cgroup > 0, svc->pgid, node->pid, is_main_pid, ctx);
 }
 
 static void op_set_deadline(void *ctx, struct node *node, msec_t when)
@@ -377,7 +380,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     } else {
         exit.value = WEXITSTATUS(status);
     }
-    svc->output = NULL; /* the stream lives on until EOF, then frees itself */
+    svc->output = NULL;     /* the stream lives on until EOF, then frees itself */
     free(svc->status_text); /* STATUS= described that instance */
     svc->status_text = NULL;
     close_main_pidfd(svc);
@@ -418,7 +421,7 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     svc->node = node;
     svc->unit = unit;
     svc->daemon = d;
-    svc->cgroup_dir = svc->cgroup_procs = -1;
+    svc->cgroup = -1;
     ev_io_init(&svc->notify_io, on_notify, -1, EV_READ);
     node->os = svc;
     /* Parsed per SPEC, but their machinery is not in this version yet:
@@ -462,7 +465,8 @@ void service_teardown(struct daemon *d, struct service_os *svc)
         close(svc->notify_io.fd);
         unlink(svc->notify_path);
     }
-    procs_group_close(svc->node->name, svc->cgroup_dir, svc->cgroup_procs);
+    if (svc->cgroup > 0)
+        procs_group_remove(svc->node->name);
     free(svc->notify_path);
     free(svc->status_text);
     svc->node->os = NULL;

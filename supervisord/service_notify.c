@@ -25,7 +25,7 @@
 static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
 {
     struct node *node = svc->node;
-    int belongs = procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, cred->pid);
+    int belongs = procs_belongs(node->name, svc->cgroup > 0, svc->pgid, node->pid, cred->pid);
     if (belongs == 1)
         return true;
     if (belongs == 0)
@@ -97,7 +97,7 @@ static void apply_main_pid(struct service_os *svc, pid_t pid)
      * name any pid, but a pid of another service, of arbord or pid 1 would
      * make this service's stop signal someone else's. */
     if (pid == 1 || pid == getpid() ||
-        procs_belongs(node->name, svc->cgroup_dir, svc->pgid, node->pid, pid) != 1) {
+        procs_belongs(node->name, svc->cgroup > 0, svc->pgid, node->pid, pid) != 1) {
         log_unit(LOG_WARNING, node->name, "MAINPID=%d ignored: not a process of this service",
                  (int)pid);
         return;

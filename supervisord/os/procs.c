@@ -134,38 +134,36 @@ void procs_cleanup(void)
     log_msg(LOG_WARNING, "cannot remove %s: %s", cg.base, strerror(errno));
 }
 
-int procs_group_open(const char *service, int *ret_procs_fd)
+static bool group_path(const char *service, const char *file, char *buf, size_t size)
 {
-    if (!cg.enabled)
-        return -1;
-    char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", cg.base, service) >= sizeof(path))
-        return -1;
-    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-        log_unit(LOG_WARNING, service, "cannot create cgroup %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0)
-        return -1;
-    int procs = openat(dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (procs < 0) {
-        close(dir);
-        return -1;
-    }
-    *ret_procs_fd = procs;
-    return dir;
+    int n = snprintf(buf, size, "%s/%s%s%s", cg.base, service, file ? "/" : "", file ? file : "");
+    return n > 0 && (size_t)n < size;
 }
 
-void procs_group_close(const char *service, int dir_fd, int procs_fd)
+bool procs_group_create(const char *service)
 {
-    if (procs_fd >= 0)
-        close(procs_fd);
-    if (dir_fd < 0)
-        return;
-    close(dir_fd);
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", cg.base, service) < sizeof(path))
+    if (!cg.enabled || !group_path(service, NULL, path, sizeof(path)))
+        return false;
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        log_unit(LOG_WARNING, service, "cannot create cgroup %s: %s", path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+int procs_group_join_fd(const char *service)
+{
+    char path[PATH_MAX];
+    if (!group_path(service, "cgroup.procs", path, sizeof(path)))
+        return -1;
+    return open(path, O_WRONLY | O_CLOEXEC);
+}
+
+void procs_group_remove(const char *service)
+{
+    char path[PATH_MAX];
+    if (cg.enabled && group_path(service, NULL, path, sizeof(path)))
         rmdir(path); /* fails while a process is still dying: harmless */
 }
 
@@ -328,15 +326,23 @@ static void kill_cgroup(int dir_fd)
         close(fd);
 }
 
-void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid,
+void procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
                     procs_is_main_fn is_main, void *ctx)
 {
+    char path[PATH_MAX];
     if (pgid > 0)
         kill(-pgid, SIGKILL);
-    if (dir_fd >= 0)
-        kill_cgroup(dir_fd);
-    else
+    if (!cgroup) {
         kill_tree_fallback(service, main_pid, is_main, ctx);
+        return;
+    }
+    int dir = group_path(service, NULL, path, sizeof(path))
+                  ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                  : -1;
+    if (dir >= 0) {
+        kill_cgroup(dir);
+        close(dir);
+    }
 }
 
 static int cgroup_belongs(const char *service, pid_t pid)
@@ -363,13 +369,13 @@ pid_t procs_parent(pid_t pid)
     return read_stat(pid, &st) ? st.ppid : -1;
 }
 
-int procs_belongs(const char *service, int dir_fd, pid_t pgid, pid_t main_pid, pid_t pid)
+int procs_belongs(const char *service, bool cgroup, pid_t pgid, pid_t main_pid, pid_t pid)
 {
     if (pid <= 0)
         return -1;
     if (pid == main_pid)
         return 1;
-    if (dir_fd >= 0)
+    if (cgroup)
         return cgroup_belongs(service, pid);
     struct proc_stat st;
     if (!read_stat(pid, &st))

@@ -25,12 +25,14 @@ bool procs_have_cgroups(void);
 /* Remove the cgroups arbord made (empty ones; at exit). */
 void procs_cleanup(void);
 
-/* Create (or reuse) the service's cgroup. Returns a directory fd and sets
- * *ret_procs_fd to its cgroup.procs, or returns -1 when there are no
- * cgroups or creation failed (then the fallback applies to it). */
-int procs_group_open(const char *service, int *ret_procs_fd);
-/* Close the fds and remove the cgroup if it is empty. */
-void procs_group_close(const char *service, int dir_fd, int procs_fd);
+/* Create (or reuse) the service's cgroup; false when there are no cgroups
+ * or it cannot be made (then the fallback applies to it). No fd is kept:
+ * thousands of services must not cost thousands of descriptors. */
+bool procs_group_create(const char *service);
+/* Open the service's cgroup.procs for a child to join (-1 on failure). */
+int procs_group_join_fd(const char *service);
+/* Remove the service's cgroup if it is empty. */
+void procs_group_remove(const char *service);
 
 /* Is `pid` the main process of some service? (The fallback must not take
  * another service's main process for an orphan.) */
@@ -39,12 +41,12 @@ typedef bool (*procs_is_main_fn)(pid_t pid, void *ctx);
 /* SIGKILL every process of the service: its process group `pgid`, its
  * cgroup, or in the fallback the tree under `main_pid` (0 once reaped) and
  * adopted orphans tagged with the unit's name. */
-void procs_kill_all(const char *service, int dir_fd, pid_t pgid, pid_t main_pid,
+void procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
                     procs_is_main_fn is_main, void *ctx);
 
 /* Does `pid` belong to the service? 1 yes, 0 it is alive and does not,
  * -1 it has gone (or cannot be examined). */
-int procs_belongs(const char *service, int dir_fd, pid_t pgid, pid_t main_pid, pid_t pid);
+int procs_belongs(const char *service, bool cgroup, pid_t pgid, pid_t main_pid, pid_t pid);
 
 /* The parent of `pid`, or -1 when it is gone. */
 pid_t procs_parent(pid_t pid);
