@@ -55,7 +55,7 @@ struct daemon {
     struct reload *reload;   /* a reload under way, or NULL */
     char reload_summary[160];
     ev_child child_watcher;
-    ev_signal sig_term, sig_int, sig_hup;
+    ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_usr1, sig_usr2;
 };
 
 /* Monotonic milliseconds: the core's clock. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <systemd/sd-daemon.h>
 
 #include "daemon.h"
 #include "loop.h"
@@ -329,8 +330,15 @@ static void op_transition(void *ctx, struct node *node, enum node_state from)
 
 static void op_transition_and_tell(void *ctx, struct node *node, enum node_state from)
 {
+    struct daemon *d = ctx;
     op_transition(ctx, node, from);
     control_transition(ctx, node);
+    /* Under a manager of our own (systemd's NOTIFY_SOCKET): ready once the
+     * whole tree is; stopping when the root begins to stop. */
+    if (node == d->root && node->state == NODE_RUNNING)
+        sd_notify(0, "READY=1\nSTATUS=supervision tree running");
+    else if (node == d->root && node->state == NODE_STOPPING)
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping the tree");
 }
 
 static void op_root_ended(void *ctx, int status)
@@ -398,6 +406,28 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_msg(LOG_INFO, "SIG%s: shutting down", sigabbrev_np(w->signum));
     core_shutdown(&d->core);
     run_core(d);
+}
+
+/* SIGUSR1: the state of the tree, to the log (handy where no arborctl is). */
+static void log_tree(const struct node *node, int depth)
+{
+    char how[64] = "";
+    if (node->last_exit.known)
+        describe_exit(node->last_exit, how, sizeof(how));
+    log_msg(LOG_INFO, "%*s%s: %s%s%.0d restarts %u%s%s", depth * 2, "", node->name,
+            node_state_name(node->state), node->pid > 0 ? " pid " : "", node->pid,
+            node->restarts, *how ? ", last " : "", how);
+    for (size_t i = 0; i < node->n_children; i++)
+        log_tree(node->children[i], depth + 1);
+}
+
+static void on_user_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct daemon *d = w->data;
+    if (w->signum == SIGUSR1)
+        log_tree(d->root, 0);
+    else
+        log_msg(LOG_INFO, "SIGUSR2: ignored");
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -558,13 +588,20 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
     ev_set_priority(&d.child_watcher, EV_MAXPRI); /* exits before other news */
     d.child_watcher.data = &d;
     ev_child_start(d.loop, &d.child_watcher);
+    /* Every signal arbord acts on has a handler: as PID 1 the kernel drops
+     * signals left at their default action. */
     ev_signal_init(&d.sig_term, on_stop_signal, SIGTERM);
     ev_signal_init(&d.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&d.sig_quit, on_stop_signal, SIGQUIT);
     ev_signal_init(&d.sig_hup, on_hup, SIGHUP);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    ev_signal_start(d.loop, &d.sig_term);
-    ev_signal_start(d.loop, &d.sig_int);
-    ev_signal_start(d.loop, &d.sig_hup);
+    ev_signal_init(&d.sig_usr1, on_user_signal, SIGUSR1);
+    ev_signal_init(&d.sig_usr2, on_user_signal, SIGUSR2);
+    ev_signal *signals[] = {&d.sig_term, &d.sig_int, &d.sig_quit,
+                            &d.sig_hup,  &d.sig_usr1, &d.sig_usr2};
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        signals[i]->data = &d;
+        ev_signal_start(d.loop, signals[i]);
+    }
     /* A SIGCHLD from before the loop existed is lost: look once. */
     ev_feed_signal_event(d.loop, SIGCHLD);
 
@@ -582,6 +619,8 @@ out:
     for (size_t i = 0; i < d.n_services; i++)
         service_teardown(&d, d.services[i]);
     procs_cleanup();
+    if (options->init)
+        procs_end_all(getpid() == 1, 2000);
     core_free(&d.core);
     pidmap_free(&d.pids);
     node_free_tree(d.root);

@@ -17,6 +17,7 @@ struct daemon_options {
     const char *runtime_dir;
     bool verbose;
     bool no_cgroups;
+    bool init; /* PID 1 (or --init): after the tree, kill what is left in the namespace */
 };
 
 /* Run the tree from a validated unit set until it ends. Returns arbord's

@@ -40,6 +40,8 @@ static void usage(FILE *out)
             "  -r, --runtime DIR   runtime directory for sockets (default $ARBOR_RUNTIME,\n"
             "                      else /run/arbor as root, $XDG_RUNTIME_DIR/arbor otherwise)\n"
             "      --check         validate the units, print the tree, exit 0 (valid) or 1\n"
+            "      --init          act as a container's init even when not PID 1: at the end,\n"
+            "                      kill every process left in the namespace\n"
             "      --no-cgroups    track services by process tree even where cgroups work\n"
             "  -v, --verbose       log debug messages too\n"
             "  -h, --help          show this help\n"
@@ -61,7 +63,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
         {"units", required_argument, NULL, 'u'}, {"runtime", required_argument, NULL, 'r'},
-        {"check", no_argument, NULL, 'c'},       {"no-cgroups", no_argument, NULL, 'G'},
+        {"check", no_argument, NULL, 'c'},       {"init", no_argument, NULL, 'I'},       {"no-cgroups", no_argument, NULL, 'G'},
         {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
     };
@@ -79,6 +81,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case 'G':
             o->daemon.no_cgroups = true;
+            break;
+        case 'I':
+            o->daemon.init = true;
             break;
         case 'v':
             o->daemon.verbose = true;
@@ -139,6 +144,11 @@ static void prepare_process(void)
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A terminal's job control must never stop the supervisor (nor, as
+     * PID 1, could anything resume it). Children get defaults back. */
+    signal(SIGTSTP, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
 
     /* Thousands of services need thousands of fds. */
     struct rlimit rl;
@@ -210,6 +220,8 @@ int main(int argc, char **argv)
     diag_free(&diag);
 
     log_init(o.daemon.verbose);
+    if (getpid() == 1)
+        o.daemon.init = true;
     prepare_process();
     int lock = lock_runtime(o.daemon.runtime_dir);
     if (lock < 0) {

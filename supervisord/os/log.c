@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -112,10 +113,23 @@ static void make_nonblocking_stderr(void)
         logger.fd = fd;
 }
 
+/* Under systemd, JOURNAL_STREAM names the journal stream our stderr is
+ * connected to: then write structured entries to the journal instead (with
+ * ARBOR_UNIT= as a field), rather than the same lines twice. */
+static bool stderr_is_journal(void)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!stream || sscanf(stream, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_init(bool verbose)
 {
     logger.verbose = verbose;
-    logger.journal = access("/run/systemd/journal/socket", W_OK) == 0;
+    logger.journal = stderr_is_journal() && access("/run/systemd/journal/socket", W_OK) == 0;
     make_nonblocking_stderr();
 }
 
@@ -150,8 +164,9 @@ static void emit(int priority, const char *unit, const char *text, size_t len, c
 {
     if (priority == LOG_DEBUG && !logger.verbose)
         return;
-    append(line, strlen(line), limit);
-    if (logger.journal)
+    if (!logger.journal)
+        append(line, strlen(line), limit);
+    else
         sd_journal_send("MESSAGE=%.*s", (int)len, text, "PRIORITY=%d", priority,
                         "SYSLOG_IDENTIFIER=arbord", "ARBOR_UNIT=%s", unit ? unit : "", NULL);
 }

@@ -305,6 +305,50 @@ static void kill_adopted_orphans(void)
     }
 }
 
+/* Signal every descendant of ours, depth first. */
+static void signal_descendants(int sig)
+{
+    struct pid_list tree = {0};
+    push_children(&tree, getpid());
+    for (size_t i = 0; i < tree.count && i < 100000; i++)
+        push_children(&tree, tree.pids[i]);
+    for (size_t i = 0; i < tree.count; i++)
+        kill(tree.pids[i], sig);
+    free(tree.pids);
+}
+
+/* Reap what has exited; true once we have no child at all. */
+static bool reap_all(void)
+{
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+        ;
+    return pid < 0 && errno == ECHILD;
+}
+
+void procs_end_all(bool namespace_init, int grace_ms)
+{
+    /* kill(-1) from PID 1 reaches every other process of its namespace,
+     * and nothing outside it; from anywhere else it would reach the whole
+     * machine, so there only our own descendants are signalled. */
+    int sigs[2] = {SIGTERM, SIGKILL};
+    for (int round = 0; round < 2; round++) {
+        if (reap_all())
+            return;
+        if (namespace_init)
+            kill(-1, sigs[round]);
+        else
+            signal_descendants(sigs[round]);
+        int wait_ms = round == 0 ? grace_ms : 5000;
+        for (int waited = 0; waited < wait_ms; waited += 10) {
+            if (reap_all())
+                return;
+            usleep(10000);
+        }
+    }
+    log_msg(LOG_WARNING, "processes are still left after SIGKILL");
+}
+
 static void kill_cgroup(int dir_fd)
 {
     int fd = openat(dir_fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);

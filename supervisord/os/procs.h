@@ -24,6 +24,11 @@ bool procs_init(bool disable);
 bool procs_have_cgroups(void);
 /* Remove the cgroups arbord made (empty ones; at exit). */
 void procs_cleanup(void);
+/* As a container's init, once the tree has stopped: SIGTERM whatever is
+ * left (every other process of the PID namespace when we are PID 1, else
+ * our own descendants), up to `grace_ms` for them to exit while we reap,
+ * then SIGKILL and reap until no child is left. */
+void procs_end_all(bool namespace_init, int grace_ms);
 
 /* Create (or reuse) the service's cgroup; false when there are no cgroups
  * or it cannot be made (then the fallback applies to it). No fd is kept:
