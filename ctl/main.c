@@ -289,8 +289,19 @@ static void print_result(struct ctl *ctl, const struct conversation *conv)
     print_hint(ctl, conv);
 }
 
+/* With --json the document goes to stdout; errors still go to stderr too,
+ * so a script that only checks the exit status still tells a human why. */
+static void errors_to_stderr(const struct result *result)
+{
+    for (size_t i = 0; i < result->n_errors; i++) {
+        fputs("arborctl: ", stderr);
+        render_line(stderr, result->errors[i].data, result->errors[i].len);
+    }
+}
+
 static void json_result_document(struct ctl *ctl, const struct conversation *conv)
 {
+    errors_to_stderr(&conv->result);
     struct json json;
     json_init(&json, stdout);
     json_object_begin(&json);
@@ -384,6 +395,7 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
         struct json json;
         json_init(&json, stdout);
         json_object_begin(&json);
+        errors_to_stderr(&conv.result);
         render_json_result(&json, &conv.result);
         json_key(&json, "units");
         json_array_begin(&json);
@@ -427,6 +439,7 @@ static int cmd_mailbox(struct ctl *ctl, int argc, char **argv)
         struct json json;
         json_init(&json, stdout);
         json_object_begin(&json);
+        errors_to_stderr(&conv.result);
         render_json_result(&json, &conv.result);
         json_key(&json, "unit");
         json_cstring(&json, argv[0]);
@@ -594,6 +607,7 @@ static int cmd_logs(struct ctl *ctl, int argc, char **argv)
 
     if (logs.json) {
         json_array_end(&json);
+        errors_to_stderr(&conv.result);
         render_json_result(&json, &conv.result);
         json_object_end(&json);
         json_finish(&json);

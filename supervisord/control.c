@@ -207,16 +207,22 @@ static void parse_request(struct daemon *d, const char *payload, uint32_t length
     r->lines = 10;
     r->timeout_ms = -1;
     while ((more = proto_next_field(&cursor, end, &f)) == 1) {
+        bool has_nul = memchr(f.value, '\0', f.value_len) != NULL;
         if (proto_key_is(&f, "command")) {
-            proto_value_str(&f, r->command, sizeof(r->command));
+            if (has_nul || f.value_len >= sizeof(r->command))
+                snprintf(r->command, sizeof(r->command), "?");
+            else
+                proto_value_str(&f, r->command, sizeof(r->command));
         } else if (proto_key_is(&f, "unit")) {
             struct node *node = NULL;
-            if (f.value_len <= UNIT_NAME_MAX)
+            if (f.value_len <= UNIT_NAME_MAX && !has_nul)
                 node = node_find(d->root, proto_value_str(&f, name, sizeof(name)));
             if (!node) {
                 if (!r->missing[0])
                     snprintf(r->missing, sizeof(r->missing), "%.*s",
                              (int)(f.value_len > 200 ? 200 : f.value_len), f.value);
+                if (!r->missing[0])
+                    snprintf(r->missing, sizeof(r->missing), "(a name with a NUL byte)");
             } else if (r->n_nodes < REQUEST_UNITS_MAX) {
                 r->nodes[r->n_nodes++] = node;
             }
@@ -331,8 +337,12 @@ static void start_waiting(struct client *c, enum wait_kind kind, struct request 
         return;
     }
     for (size_t i = 0; i < r->n_nodes; i++) {
-        c->waited[i].node = r->nodes[i];
-        c->waited[i].starts_before = r->nodes[i]->starts;
+        struct node *node = r->nodes[i];
+        c->waited[i].node = node;
+        c->waited[i].starts_before = node->starts;
+        /* A start of a unit already starting is answered when it is ready. */
+        if (kind == WAIT_START && node->state == NODE_STARTING && strcmp(r->command, "start") == 0)
+            c->waited[i].starts_before = node->starts - 1;
     }
     c->n_waited = r->n_nodes;
     c->wait = kind;
@@ -347,6 +357,21 @@ static void start_waiting(struct client *c, enum wait_kind kind, struct request 
 
 /* ---- commands that change things ---- */
 
+/* `restart root` restarts the root's children (the root itself cannot stop
+ * without ending arbord): wait for them instead. */
+static void expand_root_restart(struct daemon *d, struct request *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        if (r->nodes[i] != d->root)
+            continue;
+        r->nodes[i] = r->nodes[--r->n_nodes];
+        for (size_t j = 0; j < d->root->n_children && r->n_nodes < REQUEST_UNITS_MAX; j++)
+            if (!d->root->children[j]->held)
+                r->nodes[r->n_nodes++] = d->root->children[j];
+        return;
+    }
+}
+
 static void cmd_change(struct client *c, struct request *r)
 {
     struct daemon *d = c->d;
@@ -355,6 +380,9 @@ static void cmd_change(struct client *c, struct request *r)
         client_result(c, CONTROL_EXIT_FAILED, NULL, "arbord is shutting down");
         return;
     }
+    bool restart_root = false;
+    for (size_t i = 0; i < r->n_nodes; i++)
+        restart_root = restart_root || (r->nodes[i] == d->root && strcmp(r->command, "restart") == 0);
     for (size_t i = 0; i < r->n_nodes; i++) {
         struct node *node = r->nodes[i];
         if (strcmp(r->command, "stop") == 0) {
@@ -366,6 +394,8 @@ static void cmd_change(struct client *c, struct request *r)
             core_restart_node(&d->core, node);
         }
     }
+    if (restart_root)
+        expand_root_restart(d, r);
     /* Record "starts so far" before the core acts, then let it act. */
     struct waited *snapshot = NULL;
     if (!r->no_block)
@@ -705,13 +735,19 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     free_dead(w->data);
 }
 
-/* Make room: drop the oldest client still sending its request. */
-static bool evict_idle(struct control *ctl)
+/* Make room for a newcomer: drop the oldest client still sending its
+ * request; failing that, when the newcomer may change things, the oldest
+ * client that may not (readers must never lock root out). */
+static bool make_room(struct control *ctl, bool for_privileged)
 {
-    struct client *victim = NULL;
-    for (struct client *c = ctl->clients; c; c = c->next)
+    struct client *idle = NULL, *reader = NULL;
+    for (struct client *c = ctl->clients; c; c = c->next) {
         if (c->phase == PHASE_HELLO || c->phase == PHASE_REQUEST)
-            victim = c;
+            idle = c;
+        if (!c->privileged)
+            reader = c;
+    }
+    struct client *victim = idle ? idle : for_privileged ? reader : NULL;
     if (!victim)
         return false;
     client_drop(victim);
@@ -732,7 +768,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         struct ucred cred;
         socklen_t len = sizeof(cred);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-            (ctl->n_clients >= CONTROL_CLIENTS_MAX && !evict_idle(ctl))) {
+            (ctl->n_clients >= CONTROL_CLIENTS_MAX &&
+             !make_room(ctl, cred.uid == 0 || cred.uid == geteuid()))) {
             close(fd);
             continue;
         }

@@ -227,6 +227,17 @@ static void set_positions(struct node *node)
     }
 }
 
+static void start_marked(struct daemon *d, struct node *node)
+{
+    if (node->pending_start) {
+        node->pending_start = false;
+        if (node->parent && is_active(node->parent))
+            core_start_node(&d->core, node);
+    }
+    for (size_t i = 0; i < node->n_children; i++)
+        start_marked(d, node->children[i]);
+}
+
 static bool restructure(struct daemon *d, struct reload *r)
 {
     struct node *shape = unit_build_tree(r->units);
@@ -281,15 +292,16 @@ static bool restructure(struct daemon *d, struct reload *r)
     for (size_t i = 0; i < d->n_services; i++)
         d->services[i]->unit = unit_set_find(d->units, d->services[i]->node->name);
 
-    /* Step 3: new units and changed services start in their place. */
+    /* Step 3: new units and changed services start in their place, in
+     * tree order (each start is queued, so the first cannot overtake). */
     for (size_t i = 0; i < n_fresh; i++)
-        if (!fresh[i]->parent || is_active(fresh[i]->parent))
-            core_start_node(&d->core, fresh[i]);
+        fresh[i]->pending_start = true; /* marks, read and cleared just below */
     for (size_t i = 0; i < r->n_restart; i++) {
         struct node *node = node_find(d->root, r->restart[i]);
-        if (node && node->parent && is_active(node->parent))
-            core_start_node(&d->core, node);
+        if (node)
+            node->pending_start = true;
     }
+    start_marked(d, d->root);
     node_free_tree(shape);
     free(old);
     free(used);

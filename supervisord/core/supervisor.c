@@ -584,8 +584,9 @@ static void on_start(struct core *core, struct node *node)
         return;
     }
     node->held = false;
-    if (is_active(node))
+    if (node->state == NODE_STARTING || node->state == NODE_RUNNING)
         return;
+    /* A node still stopping starts again once it has stopped. */
     node->pending_start = true;
     node->operator_start = true;
     if (!is_active(node->parent))
@@ -598,10 +599,13 @@ static void on_restart(struct core *core, struct node *node)
 {
     struct node *sup = node->parent;
     if (!sup) {
+        /* The root cannot stop without ending arbord: restarting it means
+         * restarting all its children, as one operator action. */
         for (size_t i = 0; i < node->n_children; i++) {
             struct node *child = node->children[i];
             child->pending_stop = is_active(child);
             child->pending_start = !child->held;
+            child->operator_start = child->pending_start;
         }
         supervisor_advance(core, node);
         return;

@@ -1421,15 +1421,8 @@ class StartWhileBusy(CtlTest):
         self.assertEqual((u["state"], u["held"]), ("running", False))
         self.assertNotEqual(u["pid"], old)
 
-    # BUG: a blocking `arborctl start NAME` while NAME is stopping never
-    # returns, and NAME is never started. Expected: once the stop is done
-    # NAME starts, and start exits 0 with "NAME: running (pid N)". Actual:
-    # arborctl waits for ever (arbord never answers); NAME ends "stopped"
-    # with held=false. In supervisord/core/supervisor.c on_start() clears
-    # `held` and returns early because is_active() counts NODE_STOPPING as
-    # active, so no pending_start is recorded; control.c's WAIT_START
-    # outcome stays "not started yet" for ever.
-    @unittest.expectedFailure
+    # A blocking `start` of a unit that is still stopping starts it once the
+    # stop is done, and answers then.
     def test_blocking_start_during_a_stop_starts_it_afterwards(self):
         self.stopping()
         p = self.popen("start", "slow")
@@ -1438,12 +1431,7 @@ class StartWhileBusy(CtlTest):
         u = self.unit("slow")
         self.assertEqual((u["state"], u["held"]), ("running", False))
 
-    # BUG: same cause as above, with --no-block: `start --no-block NAME`
-    # during NAME's stop answers "queued" (exit 0), but the start is
-    # dropped. Expected: NAME running once its stop is done. Actual: NAME
-    # stays "stopped", held=false (a permanent service neither running nor
-    # held by the operator), and `wait NAME` exits 1 ("NAME: stopping").
-    @unittest.expectedFailure
+    # The same with --no-block: the start is not lost.
     def test_no_block_start_during_a_stop_is_not_lost(self):
         old = self.stopping()
         r = self.ctl("start", "--no-block", "slow")
@@ -1452,16 +1440,7 @@ class StartWhileBusy(CtlTest):
         self.wait_state("slow", "running", timeout=8)
         self.assertFalse(self.unit("slow")["held"])
 
-    # BUG: a blocking `arborctl start NAME` while NAME is already starting
-    # (a notify service not ready yet, e.g. after a `start --no-block` or a
-    # crash restart) never returns, even after NAME becomes running.
-    # Expected: it returns 0 with "NAME: running (pid N)" once NAME is ready
-    # (the man page: "wait until each is ready"). Actual: arborctl waits for
-    # ever. supervisord/control.c cmd_change() only treats NODE_RUNNING as
-    # "done at once"; for a STARTING node on_start() does nothing, so
-    # `starts` never moves past WAIT_START's starts_before snapshot and
-    # outcome_of() keeps answering "not started yet".
-    @unittest.expectedFailure
+    # A blocking `start` of a unit already starting answers once it is ready.
     def test_blocking_start_while_starting_returns_once_ready(self):
         self.supervisor("root", ["n"])
         self.touch(self.flag("n"))
@@ -1482,15 +1461,7 @@ class StartWhileBusy(CtlTest):
 
 
 class JsonErrorsOnStderr(CtlTest):
-    # BUG: arborctl(8) DESCRIPTION says "With --json, every command prints
-    # one JSON document on standard output ...; errors still go to standard
-    # error as well." Expected: with --json, a failure arbord reports (no
-    # such unit, not running, a failed start, a bad reload) or an
-    # unreachable arbord also prints "arborctl: ERROR" on stderr. Actual:
-    # stderr is empty -- only usage errors (exit 2) reach stderr under
-    # --json (ctl/main.c: ask()/cmd_status() call json_result_document()
-    # instead of print_result(), never both).
-    @unittest.expectedFailure
+    # With --json, errors go to standard error as well (arborctl(8)).
     def test_json_errors_also_go_to_stderr(self):
         self.standard_tree()
         self.ctl_ok("stop", "web")

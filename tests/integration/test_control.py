@@ -435,14 +435,8 @@ class StartStopRestart(ControlTest):
             m[n]["state"] == "running" and m[n].int("pid") != before[n] for n in before)
             else None)(self.smap()), what="every service restarted")
 
-    @unittest.expectedFailure
     def test_restart_of_the_root_returns_when_done(self):
-        # BUG: `restart root` restarts every child but never answers: the
-        # waiter waits for root->starts to change, and core's on_restart()
-        # for the root only flags its children (the root itself is never
-        # restarted), so starts never changes and the client hangs.
-        # arbord log: "control: restart from uid 0", the children stop and
-        # start again, "grp: running" ... and then nothing for the client.
+        # `restart root` restarts every child and answers once they run.
         before = self.root_tree()
         try:
             result, _, _ = cc.request(self.run, "restart", ["root"], timeout=5)
@@ -450,13 +444,8 @@ class StartStopRestart(ControlTest):
             self.wait_restarted(before)
         self.assertEqual(result.int("exit"), 0, result)
 
-    @unittest.expectedFailure
     def test_restart_of_the_root_is_not_counted_as_restarts(self):
-        # BUG: an operator restart of a unit leaves its `restarts` alone
-        # (test_restart_gives_a_new_pid...), but `restart root` counts one
-        # for each child ("a: starting pid N (restart 1)", status restarts=1):
-        # on_restart() for the root does not set operator_start on them.
-        # Operator actions should never count as restarts (SPEC 3).
+        # `restart root` is an operator action: no child's `restarts` grows.
         before = self.root_tree()
         self.assertEqual(self.result("restart", ["root"], no_block=1).int("exit"), 0)
         m = self.wait_restarted(before)
@@ -637,12 +626,8 @@ class StartStopRestart(ControlTest):
             self.assertTrue(pid_alive(m2[name].int("pid")))
         self.assertEqual(self.order_of(r"^arbord: (\w+): starting pid")[-3:], ["g1", "s1", "g2"])
 
-    @unittest.expectedFailure
     def test_start_while_the_unit_is_still_starting_waits_for_ready(self):
-        # BUG: `start` of a unit that is STARTING never returns: the waiter
-        # records n->starts and waits for it to change, but core's on_start
-        # does nothing for an active node, so starts never changes and the
-        # client waits forever even after the unit is running.
+        # `start` of a unit that is STARTING answers once it is ready.
         self.supervisor("root", ["w", "n"])
         self.service("w", SLEEPER)
         self.service("n", f"{NC} sleep:1 READY=1", Type="notify")
@@ -654,12 +639,8 @@ class StartStopRestart(ControlTest):
         self.assertEqual(result.int("exit"), 0)
         self.assertEqual(self.unit("n")["state"], "running")
 
-    @unittest.expectedFailure
     def test_start_while_the_unit_is_still_stopping_starts_it_again(self):
-        # BUG: `start` of a unit that is STOPPING (a slow operator stop
-        # under way) is lost: on_start clears `held` but returns because
-        # the node is active, so the unit ends stopped; the client waits
-        # forever for a start that never happens.
+        # `start` of a unit that is STOPPING starts it again once stopped.
         self.supervisor("root", ["w", "slow"])
         self.service("w", SLEEPER)
         self.py_service("slow", "slow-stop=1")
@@ -1106,16 +1087,9 @@ class Access(ControlTest):
             opened = int(f.read() or b"0")
         return pid, release_w, opened
 
-    @unittest.expectedFailure
     def test_readers_cannot_lock_root_out(self):
-        # BUG: arbord holds at most 256 clients and makes room only by
-        # evicting one that has not sent its request yet; `logs follow=1`
-        # (allowed to anyone) is never evicted. So an unprivileged user
-        # holding 256 followers makes arbord close every new connection at
-        # once, root's included: root can no longer stop, reload or shut
-        # down through the control socket. Expected: root (a privileged
-        # peer) is still served, e.g. by evicting the oldest unprivileged
-        # follower or keeping slots for privileged peers.
+        # Readers cannot lock root out: at the client limit a privileged
+        # newcomer makes room by evicting the oldest unprivileged client.
         os.chmod(self.tmp, 0o755)
         self.supervisor("root", ["a", "p"])
         self.service("a", SLEEPER)
@@ -1324,20 +1298,16 @@ class Robustness(ControlTest):
         self.assertEqual(self.unit("w")["state"], "running")
         self.settle()
 
-    @unittest.expectedFailure
     def test_a_unit_name_with_a_nul_is_no_such_unit(self):
-        # BUG: values are read with proto_value_str(), which stops at the
-        # first NUL, so unit="w\0junk" names w: a stop of "w\0junk" stops w
-        # instead of answering exit=3 (no such unit). (command="stop\0x" is
-        # likewise taken as stop.) Names never contain NUL; the request
-        # should be refused, not silently truncated.
-        try:
-            result = self.result("stop", ["w\0junk"], no_block=1)
-            self.assertEqual(result.int("exit"), 3, result)
-            self.assertEqual(self.log_lines("w: stopping"), [])
-        finally:
-            self.wait_state("w", "stopped")
-            self.result("start", ["w"])
+        # Names never contain NUL: unit="w\0junk" must not be taken for w.
+        result = self.result("stop", ["w\0junk"], no_block=1)
+        self.assertEqual(result.int("exit"), 3, result)
+        self.assertEqual(self.log_lines("w: stopping"), [])
+        self.assertEqual(self.unit("w")["state"], "running")
+        # Nor is command="stop\0x" a stop.
+        result = self.result("stop\0x", ["w"])
+        self.assertEqual(result.int("exit"), 2, result)
+        self.assertEqual(self.unit("w")["state"], "running")
         self.settle()
 
     def test_frame_types_0_and_99(self):
