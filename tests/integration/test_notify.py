@@ -609,7 +609,9 @@ class MainPid(NotifyTest):
         self.wait_running("m")
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.wait_exit(timeout=8), 0)
-        self.wait_log(rf"^arbord: m: main pid {main} exited; not our child")
+        # Who reaps the main pid first (its parent, or arbord once the
+        # parent is killed) is a race; either way the stop completes.
+        self.wait_log(r"^arbord: m: stopped")
         self.assertFalse(pid_alive(main))
 
     def test_mainpid_of_another_service_from_a_non_root_sender_is_ignored(self):
