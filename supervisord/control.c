@@ -24,6 +24,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "logring.h"
+#include "mailbox.h"
 #include "os/log.h"
 #include "proto/control.h"
 #include "reload.h"
@@ -153,6 +154,17 @@ static void add_unit_frame(struct proto_buf *out, struct daemon *d, const struct
         proto_add_str(out, "status", svc->status_text);
     if (unit && unit->description)
         proto_add_str(out, "description", unit->description);
+    if (svc && svc->mailbox) {
+        struct mailbox_stats st;
+        mailbox_get_stats(svc->mailbox, &st);
+        proto_add_int(out, "mailbox_queued", (long long)st.held);
+        proto_add_int(out, "mailbox_socket_bytes", (long long)st.socket_bytes);
+        proto_add_int(out, "mailbox_kept", (long long)st.kept);
+        proto_add_int(out, "mailbox_forwarded", (long long)st.forwarded);
+        proto_add_int(out, "mailbox_reclaimed", (long long)st.reclaimed);
+        proto_add_int(out, "mailbox_direct", st.direct);
+        proto_add_int(out, "mailbox_capacity", svc->unit->mailbox_capacity);
+    }
     if (node->kind == NODE_SERVICE)
         proto_add_str(out, "type", service_type_name(node->config.type));
     else
@@ -382,7 +394,8 @@ static void cmd_change(struct client *c, struct request *r)
     }
     bool restart_root = false;
     for (size_t i = 0; i < r->n_nodes; i++)
-        restart_root = restart_root || (r->nodes[i] == d->root && strcmp(r->command, "restart") == 0);
+        restart_root =
+            restart_root || (r->nodes[i] == d->root && strcmp(r->command, "restart") == 0);
     for (size_t i = 0; i < r->n_nodes; i++) {
         struct node *node = r->nodes[i];
         if (strcmp(r->command, "stop") == 0) {

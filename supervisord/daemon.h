@@ -19,6 +19,7 @@
 struct daemon;
 struct output_stream;
 struct log_ring;
+struct mailbox;
 struct control;
 struct reload;
 
@@ -34,6 +35,7 @@ struct service_os {
     char *notify_path;
     char *status_text;     /* last STATUS= */
     struct log_ring *logs; /* recent output, for arborctl logs; NULL until the first line */
+    struct mailbox *mailbox; /* Mailbox=yes, else NULL */
     struct output_stream *output;
     int cgroup; /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup */
     pid_t pgid;
@@ -72,6 +74,9 @@ void describe_exit(struct exit_status status, char *buf, size_t size);
  * every reference to it (pid table, output streams). */
 int service_setup(struct daemon *d, struct node *node, const struct unit *unit);
 void service_teardown(struct daemon *d, struct service_os *svc);
+/* Bring a service's OS state in line with its unit (after a reload):
+ * open, reconfigure or close its mailbox. */
+void service_refresh(struct daemon *d, struct service_os *svc);
 /* Rebuild d->services from the tree. Returns 0 or -ENOMEM. */
 int collect_services(struct daemon *d);
 

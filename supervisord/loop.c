@@ -33,6 +33,7 @@
 #include "os/spawn.h"
 #include "control.h"
 #include "logring.h"
+#include "mailbox.h"
 #include "pidmap.h"
 #include "reload.h"
 
@@ -169,7 +170,9 @@ static int op_spawn(void *ctx, struct node *node)
     int out[2] = {-1, -1};
     int error;
 
-    if ((error = env_build(&env, unit, svc->notify_path)) < 0) {
+    static const char *const mailbox_names[] = {"mailbox"};
+    int n_fds = svc->mailbox ? 1 : 0;
+    if ((error = env_build(&env, unit, svc->notify_path, mailbox_names, n_fds)) < 0) {
         log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
         env_free(&env);
         return error;
@@ -198,11 +201,14 @@ static int op_spawn(void *ctx, struct node *node)
     if (svc->cgroup < 0)
         svc->cgroup = procs_group_create(node->name);
     int join_fd = svc->cgroup ? procs_group_join_fd(node->name) : -1;
+    int mailbox_fd = svc->mailbox ? mailbox_instance_fd(svc->mailbox) : -1;
     struct spawn_request req = {
         .path = path,
         .argv = unit->argv,
         .envp = env.entries,
-        .pid_slots = {env.watchdog_pid_slot, NULL},
+        .pid_slots = {env.watchdog_pid_slot, env.listen_pid_slot},
+        .pass_fds = &mailbox_fd,
+        .n_pass_fds = n_fds,
         .stdin_fd = d->devnull,
         .stdout_fd = fds[0],
         .stderr_fd = fds[1],
@@ -227,6 +233,8 @@ static int op_spawn(void *ctx, struct node *node)
         if (out[0] >= 0)
             close(out[0]);
         log_unit(LOG_ERR, node->name, "cannot start: fork: %s", strerror((int)-pid));
+        if (svc->mailbox)
+            mailbox_instance_ended(svc->mailbox);
         return (int)pid;
     }
     svc->pgid = pid;
@@ -332,6 +340,11 @@ static void op_transition_and_tell(void *ctx, struct node *node, enum node_state
 {
     struct daemon *d = ctx;
     op_transition(ctx, node, from);
+    struct service_os *svc = node->kind == NODE_SERVICE ? node->os : NULL;
+    bool ended =
+        node->state == NODE_STOPPED || node->state == NODE_DONE || node->state == NODE_FAILED;
+    if (svc && svc->mailbox && ended)
+        mailbox_instance_ended(svc->mailbox); /* arbord keeps what comes meanwhile */
     control_transition(ctx, node);
     /* Under a manager of our own (systemd's NOTIFY_SOCKET): ready once the
      * whole tree is; stopping when the root begins to stop. */
@@ -415,8 +428,8 @@ static void log_tree(const struct node *node, int depth)
     if (node->last_exit.known)
         describe_exit(node->last_exit, how, sizeof(how));
     log_msg(LOG_INFO, "%*s%s: %s%s%.0d restarts %u%s%s", depth * 2, "", node->name,
-            node_state_name(node->state), node->pid > 0 ? " pid " : "", node->pid,
-            node->restarts, *how ? ", last " : "", how);
+            node_state_name(node->state), node->pid > 0 ? " pid " : "", node->pid, node->restarts,
+            *how ? ", last " : "", how);
     for (size_t i = 0; i < node->n_children; i++)
         log_tree(node->children[i], depth + 1);
 }
@@ -456,8 +469,6 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     node->os = svc;
     /* Parsed per SPEC, but their machinery is not in this version yet:
      * say so rather than ignore them silently. */
-    if (unit->mailbox)
-        log_unit(LOG_WARNING, node->name, "Mailbox=yes is not supported yet; no mailbox");
     if (unit->n_listen > 0)
         log_unit(LOG_WARNING, node->name, "Listen= is not supported yet; no sockets");
     if (unit->fd_store_max > 0)
@@ -479,7 +490,43 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     ev_io_set(&svc->notify_io, fd, EV_READ);
     svc->notify_io.data = svc;
     ev_io_start(d->loop, &svc->notify_io);
+    service_refresh(d, svc);
     return 0;
+}
+
+static void mailbox_settings_of(const struct unit *unit, struct mailbox_settings *ret)
+{
+    ret->capacity = unit->mailbox_capacity;
+    ret->owner = unit->uid != (uid_t)-1 ? unit->uid : geteuid();
+    ret->group = unit->mailbox_gid != (gid_t)-1 ? unit->mailbox_gid
+                 : unit->gid != (gid_t)-1       ? unit->gid
+                                                : getegid();
+    ret->mode = unit->mailbox_mode;
+}
+
+void service_refresh(struct daemon *d, struct service_os *svc)
+{
+    const struct unit *unit = svc->unit;
+    char why[512];
+    if (!unit->mailbox) {
+        mailbox_close(svc->mailbox);
+        svc->mailbox = NULL;
+        return;
+    }
+    struct mailbox_settings settings;
+    mailbox_settings_of(unit, &settings);
+    if (svc->mailbox) {
+        if (mailbox_configure(svc->mailbox, &settings, why, sizeof(why)) < 0)
+            log_unit(LOG_ERR, unit->name, "mailbox: %s", why);
+        return;
+    }
+    char *path;
+    if (asprintf(&path, "%s/mailbox/%s", d->options->runtime_dir, unit->name) < 0)
+        return;
+    svc->mailbox = mailbox_open(d->loop, path, unit->name, &settings, why, sizeof(why));
+    if (!svc->mailbox)
+        log_unit(LOG_ERR, unit->name, "cannot create mailbox: %s", why);
+    free(path);
 }
 
 void service_teardown(struct daemon *d, struct service_os *svc)
@@ -487,6 +534,7 @@ void service_teardown(struct daemon *d, struct service_os *svc)
     pidmap_remove_value(&d->pids, svc);
     output_detach(svc);
     log_ring_free(svc->logs);
+    mailbox_close(svc->mailbox);
     ev_timer_stop(d->loop, &svc->timer);
     close_status_pipe(svc);
     close_main_pidfd(svc);
@@ -545,6 +593,9 @@ static int make_runtime_dirs(const char *runtime)
     snprintf(path, sizeof(path), "%s/notify", runtime);
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
         return -errno;
+    snprintf(path, sizeof(path), "%s/mailbox", runtime);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
     return 0;
 }
 
@@ -596,7 +647,7 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
     ev_signal_init(&d.sig_hup, on_hup, SIGHUP);
     ev_signal_init(&d.sig_usr1, on_user_signal, SIGUSR1);
     ev_signal_init(&d.sig_usr2, on_user_signal, SIGUSR2);
-    ev_signal *signals[] = {&d.sig_term, &d.sig_int, &d.sig_quit,
+    ev_signal *signals[] = {&d.sig_term, &d.sig_int,  &d.sig_quit,
                             &d.sig_hup,  &d.sig_usr1, &d.sig_usr2};
     for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
         signals[i]->data = &d;

@@ -289,8 +289,10 @@ static bool restructure(struct daemon *d, struct reload *r)
             log_unit(LOG_ERR, fresh[i]->name, "reload: cannot set the service up");
     if (collect_services(d) < 0)
         log_msg(LOG_ERR, "reload: out of memory listing services");
-    for (size_t i = 0; i < d->n_services; i++)
+    for (size_t i = 0; i < d->n_services; i++) {
         d->services[i]->unit = unit_set_find(d->units, d->services[i]->node->name);
+        service_refresh(d, d->services[i]);
+    }
 
     /* Step 3: new units and changed services start in their place, in
      * tree order (each start is queued, so the first cannot overtake). */

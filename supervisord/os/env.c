@@ -153,7 +153,8 @@ const char *env_path(const struct env *env)
     return DEFAULT_PATH;
 }
 
-int env_build(struct env *env, const struct unit *unit, const char *notify_path)
+int env_build(struct env *env, const struct unit *unit, const char *notify_path,
+              const char *const *fd_names, int n_fds)
 {
     memset(env, 0, sizeof(*env));
     for (char **e = environ; *e; e++)
@@ -187,6 +188,20 @@ int env_build(struct env *env, const struct unit *unit, const char *notify_path)
         /* Filled in by the child with its own pid (spawn.h). */
         env->watchdog_pid_slot = env_put(env, format("WATCHDOG_PID=%0*d", SPAWN_PID_DIGITS, 0));
         if (!env->watchdog_pid_slot)
+            goto nomem;
+    }
+    if (n_fds > 0) {
+        /* sd_listen_fds_with_names() reads these; LISTEN_PID is filled in
+         * by the child with its own pid. */
+        char names[1024] = "";
+        for (int i = 0; i < n_fds; i++)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ":" : "",
+                     fd_names[i]);
+        if (!env_put(env, format("LISTEN_FDS=%d", n_fds)) ||
+            !env_put(env, format("LISTEN_FDNAMES=%s", names)))
+            goto nomem;
+        env->listen_pid_slot = env_put(env, format("LISTEN_PID=%0*d", SPAWN_PID_DIGITS, 0));
+        if (!env->listen_pid_slot)
             goto nomem;
     }
     return 0;

@@ -370,6 +370,34 @@ static int key_mailbox_capacity(struct parse_ctx *ctx, const char *value)
     return 0;
 }
 
+static int key_mailbox_mode(struct parse_ctx *ctx, const char *value)
+{
+    char *end;
+    errno = 0;
+    unsigned long mode = strtoul(value, &end, 8);
+    if (errno || *end || end == value || mode > 0777)
+        return -1;
+    ctx->unit->mailbox_mode = (mode_t)mode;
+    return 0;
+}
+
+/* Resolved at once: a group name does not depend on other keys. */
+static int key_mailbox_group(struct parse_ctx *ctx, const char *value)
+{
+    unsigned long id;
+    if (parse_uint(value, (gid_t)-2, &id) == 0) {
+        ctx->unit->mailbox_gid = (gid_t)id;
+        return 0;
+    }
+    struct group *gr = getgrnam(value);
+    if (!gr) {
+        ctx->why = "no such group";
+        return -1;
+    }
+    ctx->unit->mailbox_gid = gr->gr_gid;
+    return 0;
+}
+
 /* User= and Group= are resolved once the whole file is read, as Group=
  * may come after User= and changes what User= resolves to. */
 static int key_user(struct parse_ctx *ctx, const char *value)
@@ -610,6 +638,9 @@ static const struct parse_key parse_keys[] = {
     {"Significant", SECTION_SERVICE, 0, key_significant, "yes or no"},
     {"Mailbox", SECTION_SERVICE, 0, key_mailbox, "yes or no"},
     {"MailboxCapacity", SECTION_SERVICE, 0, key_mailbox_capacity, "an integer from 1 to 1048576"},
+    {"MailboxMode", SECTION_SERVICE, 0, key_mailbox_mode,
+     "an octal mode from 0000 to 0777, such as 0660"},
+    {"MailboxGroup", SECTION_SERVICE, 0, key_mailbox_group, "a group name or gid"},
     {"User", SECTION_SERVICE, 0, key_user, "a user name or uid"},
     {"Group", SECTION_SERVICE, 0, key_group, "a group name or gid"},
     {"WorkingDirectory", SECTION_SERVICE, 0, key_working_directory, "an absolute path"},

@@ -339,6 +339,8 @@ static struct unit *unit_new(const char *path, const char *name, enum node_kind 
     u->gid = (gid_t)-1;
     u->standard_output = u->standard_error = OUTPUT_LOG;
     u->mailbox_capacity = 4096;
+    u->mailbox_mode = 0600;
+    u->mailbox_gid = (gid_t)-1;
     return u;
 }
 

@@ -77,6 +77,8 @@ struct unit {
     enum output_mode standard_output, standard_error;
     bool mailbox;
     unsigned mailbox_capacity;
+    mode_t mailbox_mode; /* MailboxMode=, default 0600 */
+    gid_t mailbox_gid;   /* MailboxGroup=, (gid_t)-1 when unset */
     /* SPEC section 7, stored for the OS shell. */
     char **listen; /* Listen=, NULL-terminated (NULL if none), as written: /path or IP:PORT */
     size_t n_listen;

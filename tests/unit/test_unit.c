@@ -835,7 +835,7 @@ static void test_parse_bad_keys_and_sections(void **state)
          "ExecStart=?"},
         {"s.service", SVC "Foo=bar\n",
          "3: unknown key Foo= in [Service]: expected ExecStart=, Type=, Restart=, KillSignal=, "
-         "Shutdown=, StartTimeout=, WatchdogSec=, Significant=, Mailbox=, MailboxCapacity=, "
+         "Shutdown=, StartTimeout=, WatchdogSec=, Significant=, Mailbox=, MailboxCapacity=, MailboxMode=, MailboxGroup=, "
          "User=, Group=, WorkingDirectory=, Environment=, EnvironmentFile=, UMask=, "
          "StandardOutput=, StandardError=, Listen=, FileDescriptorStoreMax="},
         {"s.supervisor", "[Unit]\nAfter=x\n",
