@@ -117,36 +117,88 @@ static void update_watchers(struct mailbox *mb)
         ev_io_stop(mb->loop, &mb->pair_io);
 }
 
-/* Pass the backlog on, oldest first, as far as the socketpair takes it. */
+#define MAILBOX_BATCH 32
+#define MAILBOX_MESSAGE_MAX 65536 /* SPEC: a message is one datagram of up to 64 KiB */
+
+/* Pass the backlog on, oldest first, as far as the socketpair takes it,
+ * a batch per system call. */
 static void forward(struct mailbox *mb)
 {
     while (mb->forwarding && mb->head) {
-        ssize_t n =
-            send(mb->pair_arbord, mb->head->data, mb->head->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        struct mmsghdr msgs[MAILBOX_BATCH];
+        struct iovec iov[MAILBOX_BATCH];
+        unsigned n = 0;
+        for (struct message *m = mb->head; m && n < MAILBOX_BATCH; m = m->next, n++) {
+            iov[n] = (struct iovec){.iov_base = m->data, .iov_len = m->len};
+            msgs[n] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[n], .msg_iovlen = 1}};
+        }
+        int sent = sendmmsg(mb->pair_arbord, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            if (errno != EAGAIN && errno != ENOBUFS)
-                log_unit(LOG_WARNING, mb->name, "mailbox: passing a message on: %s",
+        if (sent <= 0) {
+            if (sent < 0 && errno != EAGAIN && errno != ENOBUFS)
+                log_unit(LOG_WARNING, mb->name, "mailbox: passing messages on: %s",
                          strerror(errno));
             break;
         }
-        free(pop_front(mb));
-        mb->forwarded++;
+        for (int i = 0; i < sent; i++)
+            free(pop_front(mb));
+        mb->forwarded += (uint64_t)sent;
+        if ((unsigned)sent < n)
+            break; /* the socketpair is full: wait until it is writable */
     }
+}
+
+/* Read a batch from P into the backlog. Returns how many were read. */
+static int read_batch(struct mailbox *mb)
+{
+    static char buffers[MAILBOX_BATCH][MAILBOX_MESSAGE_MAX];
+    struct mmsghdr msgs[MAILBOX_BATCH];
+    struct iovec iov[MAILBOX_BATCH];
+    uint64_t room = mb->settings.capacity - mb->count;
+    unsigned want = room < MAILBOX_BATCH ? (unsigned)room : MAILBOX_BATCH;
+    for (unsigned i = 0; i < want; i++) {
+        iov[i] = (struct iovec){.iov_base = buffers[i], .iov_len = MAILBOX_MESSAGE_MAX};
+        msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+    }
+    int n;
+    do {
+        n = recvmmsg(mb->public_fd, msgs, want, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN)
+            log_unit(LOG_WARNING, mb->name, "mailbox: recv: %s", strerror(errno));
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            log_unit(LOG_WARNING, mb->name, "mailbox: a message over %d bytes was cut to size",
+                     MAILBOX_MESSAGE_MAX);
+            msgs[i].msg_len = MAILBOX_MESSAGE_MAX;
+        }
+        struct message *m = malloc(sizeof(*m) + msgs[i].msg_len);
+        if (!m) {
+            log_unit(LOG_ERR, mb->name, "mailbox: out of memory: a message was lost");
+            continue;
+        }
+        m->len = msgs[i].msg_len;
+        memcpy(m->data, buffers[i], m->len);
+        push_back(mb, m);
+        mb->kept++;
+    }
+    return n;
 }
 
 static void read_public(struct mailbox *mb)
 {
-    /* A bounded batch per wakeup, so a flood cannot starve the loop. */
-    for (int i = 0; i < 256 && mb->count < mb->settings.capacity; i++) {
-        struct message *m = receive(mb, mb->public_fd);
-        if (!m)
-            break;
-        push_back(mb, m);
-        mb->kept++;
+    /* A bounded number of batches per wakeup, so a flood cannot starve
+     * the loop. */
+    for (int i = 0; i < 8 && mb->count < mb->settings.capacity; i++) {
+        int n = read_batch(mb);
         if (mb->forwarding)
             forward(mb);
+        if (n < MAILBOX_BATCH)
+            break;
     }
 }
 
