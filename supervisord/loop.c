@@ -669,9 +669,11 @@ out:
     output_close_all(d.loop);
     for (size_t i = 0; i < d.n_services; i++)
         service_teardown(&d, d.services[i]);
-    procs_cleanup();
+    /* As an init, leftovers get SIGTERM and a grace first; then (and
+     * otherwise) cgroups are emptied and removed. */
     if (options->init)
         procs_end_all(getpid() == 1, 2000);
+    procs_cleanup();
     core_free(&d.core);
     pidmap_free(&d.pids);
     node_free_tree(d.root);

@@ -74,16 +74,29 @@ bool procs_init(bool disable)
     size_t root_len = strcmp(root, "/") == 0 ? 0 : strlen(root);
     if (root_len && strncmp(own, root, root_len) == 0)
         inside = own + root_len;
-    int n = snprintf(cg.base, sizeof(cg.base), "%s%s%sarbord-%d", mount, inside,
-                     inside[strlen(inside) - 1] == '/' ? "" : "/", (int)getpid());
-    int m = snprintf(cg.relative, sizeof(cg.relative), "%s%sarbord-%d", own,
-                     own[strlen(own) - 1] == '/' ? "" : "/", (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof(cg.base) || m < 0 || (size_t)m >= sizeof(cg.relative))
-        goto fallback;
-    if (mkdir(cg.base, 0755) < 0 && errno != EEXIST) {
-        log_msg(LOG_INFO, "no cgroup for services (%s: %s); tracking the process tree instead",
-                cg.base, strerror(errno));
-        goto fallback;
+    /* arbord-PID, or arbord-PID.N when that exists: two arbords that are
+     * both PID 1 of their namespaces may share a cgroup, and each must
+     * have a group of its own. */
+    for (int attempt = 0;; attempt++) {
+        char name[64];
+        if (attempt == 0)
+            snprintf(name, sizeof(name), "arbord-%d", (int)getpid());
+        else
+            snprintf(name, sizeof(name), "arbord-%d.%d", (int)getpid(), attempt);
+        int n = snprintf(cg.base, sizeof(cg.base), "%s%s%s%s", mount, inside,
+                         inside[strlen(inside) - 1] == '/' ? "" : "/", name);
+        int m = snprintf(cg.relative, sizeof(cg.relative), "%s%s%s", own,
+                         own[strlen(own) - 1] == '/' ? "" : "/", name);
+        if (n < 0 || (size_t)n >= sizeof(cg.base) || m < 0 || (size_t)m >= sizeof(cg.relative))
+            goto fallback;
+        if (mkdir(cg.base, 0755) == 0)
+            break;
+        if (errno != EEXIST || attempt >= 100) {
+            log_msg(LOG_INFO,
+                    "no cgroup for services (%s: %s); tracking the process tree instead",
+                    cg.base, strerror(errno));
+            goto fallback;
+        }
     }
     cg.enabled = true;
     log_msg(LOG_DEBUG, "services get cgroups under %s", cg.base);
@@ -326,6 +339,17 @@ static bool reap_all(void)
     return pid < 0 && errno == ECHILD;
 }
 
+/* Nothing left to wait for? As PID 1: no other process in the namespace
+ * (kill(-1, 0) finds none; some may not be our children, e.g. entered
+ * with setns). Otherwise: no child of ours. Reaps what has exited. */
+static bool nothing_left(bool namespace_init)
+{
+    bool no_child = reap_all();
+    if (!namespace_init)
+        return no_child;
+    return kill(-1, 0) < 0 && errno == ESRCH;
+}
+
 void procs_end_all(bool namespace_init, int grace_ms)
 {
     /* kill(-1) from PID 1 reaches every other process of its namespace,
@@ -333,15 +357,18 @@ void procs_end_all(bool namespace_init, int grace_ms)
      * machine, so there only our own descendants are signalled. */
     int sigs[2] = {SIGTERM, SIGKILL};
     for (int round = 0; round < 2; round++) {
-        if (reap_all())
+        if (nothing_left(namespace_init))
             return;
+        if (round == 0)
+            log_msg(LOG_INFO, "ending the processes left over: SIGTERM, then SIGKILL after %d ms",
+                    grace_ms);
         if (namespace_init)
             kill(-1, sigs[round]);
         else
             signal_descendants(sigs[round]);
         int wait_ms = round == 0 ? grace_ms : 5000;
         for (int waited = 0; waited < wait_ms; waited += 10) {
-            if (reap_all())
+            if (nothing_left(namespace_init))
                 return;
             usleep(10000);
         }

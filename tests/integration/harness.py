@@ -6,6 +6,7 @@ test starts is recorded by pid and killed in tearDown if it is still there:
 arbord itself, and every service pid arbord logged.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -106,8 +107,9 @@ class ArbordTest(unittest.TestCase):
                 )
         except (OSError, StopIteration):
             return
-        base = os.path.join(mount + own, f"arbord-{arbord_pid}")
-        if os.path.isdir(base):
+        bases = glob.glob(os.path.join(mount + own, f"arbord-{arbord_pid}")) + \
+            glob.glob(os.path.join(mount + own, f"arbord-{arbord_pid}.*"))
+        for base in bases:
             for d in os.listdir(base):
                 p = os.path.join(base, d)
                 if os.path.isdir(p):
@@ -116,8 +118,10 @@ class ArbordTest(unittest.TestCase):
                             f.write("1")
                     except OSError:
                         pass
-                    wait_until(lambda: not open(os.path.join(p, "cgroup.procs")).read(),
-                               timeout=5, what="cgroup to empty")
+                    def empty(path=os.path.join(p, "cgroup.procs")):
+                        with open(path) as f:
+                            return not f.read()
+                    wait_until(empty, timeout=5, what="cgroup to empty")
                     os.rmdir(p)
             os.rmdir(base)
 

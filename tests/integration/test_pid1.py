@@ -721,24 +721,12 @@ class Descendants(Pid1Test):
         self.assertFalse(os.path.exists(marker))
         self.assert_no_warning_left()
 
-    # BUG: with --no-cgroups, arbord as PID 1 SIGKILLs what is left at once.
-    # Expected (SPEC 5 / the --init help: once the tree has stopped, SIGTERM
-    # what is left, 2 s, then SIGKILL): the leftover, which obeys SIGTERM,
-    # gets SIGTERM. Actual: procs_cleanup() -> kill_adopted_orphans() sends
-    # SIGKILL to every child arbord still has before procs_end_all() runs, so
-    # an orphan that escaped its service never sees a SIGTERM (no marker).
-    @unittest.expectedFailure
+    # With --no-cgroups too, what is left gets SIGTERM, 2 s, then SIGKILL.
     def test_leftover_without_cgroups_gets_sigterm_first(self):
         self.check_leftover_got_sigterm(*self.leftover_outside_every_service(no_cgroups=True))
 
-    # BUG: a process in the namespace that is not arbord's child (entered
-    # with setns, as `docker exec` or `nsenter` do) is never signalled.
-    # Expected: as PID 1, kill(-1, SIGTERM) reaches every other process of
-    # the namespace, then 2 s, then SIGKILL. Actual: procs_end_all() returns
-    # as soon as arbord itself has no child left (waitpid gives ECHILD), so
-    # it never calls kill(-1, ...): the process gets no SIGTERM and dies by
-    # the kernel's SIGKILL when arbord exits.
-    @unittest.expectedFailure
+    # As PID 1, kill(-1) reaches processes that are not arbord's children
+    # (entered with setns, as `docker exec` or `nsenter` do) too.
     def test_process_entered_with_nsenter_gets_sigterm_first(self):
         helper = self.script("leftover.py", LEFTOVER_PY)
         pidfile = os.path.join(self.tmp, "entered.pid")
@@ -819,14 +807,9 @@ class OtherSignals(Pid1Test):
 class TwoNamespaces(Pid1Test):
     """Two containers made with `unshare --pid` only share their cgroup."""
 
-    # BUG: two arbords, each PID 1 of its own PID namespace but in the same
-    # cgroup, both use the cgroup directory `arbord-1` (procs.c names it
-    # after getpid(), and mkdir's EEXIST is accepted). Expected: stopping
-    # one leaves the other's services alone. Actual: the first one's
-    # procs_cleanup() cgroup.kill()s every directory under arbord-1, the
-    # other's services included, and goes on for up to 2 s while the other
-    # restarts them, until the other's root gives up and it exits 1.
-    @unittest.expectedFailure
+    # Two arbords, each PID 1 of its own namespace but in one cgroup, get
+    # cgroups of their own (arbord-1, arbord-1.1): stopping one leaves the
+    # other's services alone.
     def test_stopping_one_pid1_arbord_leaves_another_alone(self):
         if not cgroups_usable():
             self.skipTest("no writable cgroup2 hierarchy here")
