@@ -206,46 +206,6 @@ int client_send(struct client *client, const struct proto_buf *request)
     return send_all(client->fd, request->data, request->len);
 }
 
-/* ---- mailboxes ---------------------------------------------------------- */
-
-int client_mailbox_send(const char *path, const void *message, size_t len, bool no_block)
-{
-    /* A datagram socket, or a seqpacket one: either keeps the message one
-     * message. connect() says which (EPROTOTYPE: the other). */
-    static const int types[] = {SOCK_DGRAM, SOCK_SEQPACKET};
-    struct sockaddr_un addr;
-    int dirfd;
-    int r = socket_address(path, &addr, &dirfd);
-    if (r < 0)
-        return r;
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            r = -errno;
-            break;
-        }
-        r = connect_socket(fd, &addr);
-        if (r == -EPROTOTYPE) {
-            close(fd);
-            continue;
-        }
-        if (r == 0) {
-            ssize_t n;
-            do
-                n = send(fd, message, len, MSG_NOSIGNAL | (no_block ? MSG_DONTWAIT : 0));
-            while (n < 0 && errno == EINTR);
-            r = n < 0              ? (errno == EWOULDBLOCK ? -EAGAIN : -errno)
-                : (size_t)n == len ? 0
-                                   : -EMSGSIZE;
-        }
-        close(fd);
-        break;
-    }
-    if (dirfd >= 0)
-        close(dirfd);
-    return r;
-}
-
 /* ---- reading ------------------------------------------------------------ */
 
 /* Wait for the socket to be readable, then read into `dst`: the count,
@@ -402,6 +362,12 @@ static int unit_field(const struct proto_field *f, struct unit_info *unit)
           {"exit_code", offsetof(struct unit_info, exit_code)},
           {"exit_signal", offsetof(struct unit_info, exit_signal)},
           {"mailbox_queued", offsetof(struct unit_info, mailbox_queued)},
+          {"mailbox_socket_bytes", offsetof(struct unit_info, mailbox_socket_bytes)},
+          {"mailbox_kept", offsetof(struct unit_info, mailbox_kept)},
+          {"mailbox_forwarded", offsetof(struct unit_info, mailbox_forwarded)},
+          {"mailbox_reclaimed", offsetof(struct unit_info, mailbox_reclaimed)},
+          {"mailbox_direct", offsetof(struct unit_info, mailbox_direct)},
+          {"mailbox_capacity", offsetof(struct unit_info, mailbox_capacity)},
       };
     char *base = (char *)unit;
 

@@ -33,10 +33,14 @@ struct opt_int {
     long long value;
 };
 
-/* A UNIT frame (status). */
+/* A UNIT frame (status). The mailbox_* fields are set for a service with
+ * a mailbox (mailbox_queued always; the others from arbords that send
+ * them): see arbor-mailbox(7) for what each counts. */
 struct unit_info {
     struct text name, kind, parent, state, status, description, type, restart, strategy;
-    struct opt_int depth, pid, restarts, uptime_ms, exit_code, exit_signal, mailbox_queued;
+    struct opt_int depth, pid, restarts, uptime_ms, exit_code, exit_signal;
+    struct opt_int mailbox_queued, mailbox_socket_bytes, mailbox_kept, mailbox_forwarded,
+        mailbox_reclaimed, mailbox_direct, mailbox_capacity;
     bool held;
 };
 
@@ -102,12 +106,6 @@ int client_send(struct client *client, const struct proto_buf *request);
 int client_next(struct client *client, struct client_frame *ret);
 
 void client_close(struct client *client);
-
-/* Send one message to the mailbox socket at `path` (SPEC 4): 0, -EAGAIN
- * when it is full and `no_block`, or the -errno of connect() or send()
- * (-ENOENT: no such mailbox). Without `no_block`, a full mailbox makes it
- * wait: that is the back-pressure. */
-int client_mailbox_send(const char *path, const void *message, size_t len, bool no_block);
 
 /* Decode a frame's fields: 0, -EPROTO (malformed, a number that is not
  * one, a UNIT without a name) or -ENOMEM. Unknown keys are ignored, so a

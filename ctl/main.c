@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arbor.h"
 #include "client.h"
 #include "json.h"
 #include "render.h"
@@ -33,7 +34,7 @@
 /* How long arbord may take to answer HELLO before arborctl gives up. */
 #define HELLO_TIMEOUT_MS 10000
 /* The largest mailbox message (SPEC 4: one datagram, up to 64 KiB). */
-#define MAILBOX_MESSAGE_MAX (64 * 1024)
+#define MAILBOX_MESSAGE_MAX ARBOR_MESSAGE_MAX
 /* The most recent lines `logs -n` may ask for. */
 #define LOG_LINES_MAX 1000000
 
@@ -414,7 +415,37 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
     return status;
 }
 
-/* What is queued in a mailbox, as status reports it. */
+/* One line of `mailbox`: a number arbord may not have sent (an older one). */
+static void print_mailbox_count(const char *label, const struct opt_int *value, const char *meaning)
+{
+    if (value->set)
+        printf("  %-13s %lld %s\n", label, value->value, meaning);
+}
+
+/* The first line is what `status` shows; the rest, one number a line, as
+ * arbor-mailbox(7) explains them. */
+static void print_mailbox(const struct unit_info *unit, const char *name)
+{
+    bool running = unit->pid.set;
+    printf("%s: %lld queued\n", name, unit->mailbox_queued.value);
+    if (unit->mailbox_capacity.set)
+        printf("  %-13s %lld messages arbord may hold before senders wait\n", "capacity",
+               unit->mailbox_capacity.value);
+    if (unit->mailbox_direct.set)
+        printf("  %-13s %s\n", "delivery",
+               !running                     ? "none: no instance runs, arbord keeps what comes"
+               : unit->mailbox_direct.value ? "direct: the instance reads the socket itself"
+                                            : "forward: arbord passes messages on to the instance");
+    print_mailbox_count("socket_bytes", &unit->mailbox_socket_bytes,
+                        "bytes waiting in the socket the instance reads");
+    print_mailbox_count("kept", &unit->mailbox_kept, "messages taken in by arbord, in total");
+    print_mailbox_count("forwarded", &unit->mailbox_forwarded,
+                        "messages passed on by arbord, in total");
+    print_mailbox_count("reclaimed", &unit->mailbox_reclaimed,
+                        "unread messages taken back from ended instances, in total");
+}
+
+/* What is queued in a mailbox, as status reports it, and its totals. */
 static int cmd_mailbox(struct ctl *ctl, int argc, char **argv)
 {
     struct unit_list list = {0};
@@ -436,6 +467,7 @@ static int cmd_mailbox(struct ctl *ctl, int argc, char **argv)
         fail(&conv, CONTROL_EXIT_FAILED, "%s has no mailbox", argv[0]);
 
     if (ctl->json) {
+        static const struct unit_info none; /* every member null */
         struct json json;
         json_init(&json, stdout);
         json_object_begin(&json);
@@ -443,16 +475,12 @@ static int cmd_mailbox(struct ctl *ctl, int argc, char **argv)
         render_json_result(&json, &conv.result);
         json_key(&json, "unit");
         json_cstring(&json, argv[0]);
-        json_key(&json, "queued");
-        if (conv.result.ok)
-            json_int(&json, unit->mailbox_queued.value);
-        else
-            json_null(&json);
+        render_json_mailbox(&json, conv.result.ok ? unit : &none);
         json_object_end(&json);
         json_finish(&json);
     } else {
         if (conv.result.ok)
-            printf("%s: %lld queued\n", argv[0], unit->mailbox_queued.value);
+            print_mailbox(unit, argv[0]);
         print_result(ctl, &conv);
     }
     int status = conv.result.exit;
@@ -666,22 +694,29 @@ static int cmd_send(struct ctl *ctl, int argc, char **argv)
 
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/mailbox/%s", ctl->runtime, argv[0]);
-    int r = client_mailbox_send(path, message, len, ctl->no_block);
+    int r = arbor_send_to_path(path, message, len, ctl->no_block ? ARBOR_NONBLOCK : 0);
+    int error = errno;
     free(message);
     if (r == 0) {
         conv.result.ok = true;
-    } else if (r == -ENOENT) {
+    } else if (error == ENOENT) {
         fail(&conv, CONTROL_EXIT_NO_UNIT, "no mailbox %s at %s", argv[0], path);
         snprintf(conv.hint, sizeof(conv.hint),
                  "is %s a service with Mailbox=yes, and is arbord running with %s?", argv[0],
                  ctl->runtime);
-    } else if (r == -EAGAIN) {
+    } else if (error == EAGAIN) {
         fail(&conv, CONTROL_EXIT_FAILED, "the mailbox of %s is full", argv[0]);
-    } else if (r == -ECONNREFUSED) {
+    } else if (error == ECONNREFUSED) {
         fail(&conv, CONTROL_EXIT_FAILED, "nothing holds the mailbox of %s: is arbord running?",
              argv[0]);
+    } else if (error == EACCES) {
+        fail(&conv, CONTROL_EXIT_FAILED, "no permission to send to the mailbox of %s (%s)", argv[0],
+             path);
+        snprintf(conv.hint, sizeof(conv.hint),
+                 "only its service's user and root may send, unless its unit opens it up with "
+                 "MailboxMode= and MailboxGroup= (see arbor-mailbox(7))");
     } else {
-        fail(&conv, CONTROL_EXIT_FAILED, "cannot send to %s: %s", path, strerror(-r));
+        fail(&conv, CONTROL_EXIT_FAILED, "cannot send to %s: %s", path, strerror(error));
     }
     if (ctl->json)
         json_result_document(ctl, &conv);
@@ -753,7 +788,10 @@ static const struct verb verbs[] = {
      "MESSAGE - reads the message from standard input (at most 64 KiB).\n"
      "      --no-block   fail (exit 1) instead of waiting when the mailbox is full\n",
      "b", 2, 2, cmd_send},
-    {"mailbox", "NAME", "show how many messages wait in NAME's mailbox", "", "", 1, 1, cmd_mailbox},
+    {"mailbox", "NAME", "show how many messages wait in NAME's mailbox",
+     "Also how they are delivered and the totals arbord has kept, forwarded and\n"
+     "reclaimed; see arbor-mailbox(7).\n",
+     "", 1, 1, cmd_mailbox},
     {"shutdown", "", "stop the tree in reverse order; arbord exits",
      "Returns once the tree has stopped.\n", "", 0, 0, cmd_shutdown},
     {"help", "[COMMAND]", "show this help, or a command's", "", "", 0, 1, cmd_help},

@@ -523,13 +523,27 @@ void render_json_unit(struct json *json, const struct unit_info *u)
     json_key(json, "mailbox");
     if (u->mailbox_queued.set) {
         json_object_begin(json);
-        json_key(json, "queued");
-        json_int(json, u->mailbox_queued.value);
+        render_json_mailbox(json, u);
         json_object_end(json);
     } else {
         json_null(json);
     }
     json_object_end(json);
+}
+
+void render_json_mailbox(struct json *json, const struct unit_info *u)
+{
+    json_opt_int(json, "queued", &u->mailbox_queued);
+    json_opt_int(json, "socket_bytes", &u->mailbox_socket_bytes);
+    json_opt_int(json, "kept", &u->mailbox_kept);
+    json_opt_int(json, "forwarded", &u->mailbox_forwarded);
+    json_opt_int(json, "reclaimed", &u->mailbox_reclaimed);
+    json_key(json, "direct");
+    if (u->mailbox_direct.set)
+        json_bool(json, u->mailbox_direct.value != 0);
+    else
+        json_null(json);
+    json_opt_int(json, "capacity", &u->mailbox_capacity);
 }
 
 void render_json_log(struct json *json, const struct log_line *line, const char *unit)

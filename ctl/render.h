@@ -39,6 +39,10 @@ void render_line(FILE *out, const char *text, size_t len);
 void render_json_result(struct json *json, const struct result *result);
 /* A unit object (schema in arborctl(8)). */
 void render_json_unit(struct json *json, const struct unit_info *unit);
+/* The members of a unit's mailbox object: "queued", "socket_bytes",
+ * "kept", "forwarded", "reclaimed", "direct", "capacity" (null when arbord
+ * did not send one). */
+void render_json_mailbox(struct json *json, const struct unit_info *unit);
 /* A log line object: {"unit","pid","time_ms","line"}. */
 void render_json_log(struct json *json, const struct log_line *line, const char *unit);
 
