@@ -172,7 +172,8 @@ static int op_spawn(void *ctx, struct node *node)
 
     static const char *const mailbox_names[] = {"mailbox"};
     int n_fds = svc->mailbox ? 1 : 0;
-    if ((error = env_build(&env, unit, svc->notify_path, mailbox_names, n_fds)) < 0) {
+    if ((error = env_build(&env, unit, d->options->runtime_dir, svc->notify_path, mailbox_names,
+                           n_fds)) < 0) {
         log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
         env_free(&env);
         return error;

@@ -118,7 +118,11 @@ static void update_watchers(struct mailbox *mb)
 }
 
 #define MAILBOX_BATCH 32
-#define MAILBOX_MESSAGE_MAX 65536 /* SPEC: a message is one datagram of up to 64 KiB */
+/* SPEC promises messages of up to 64 KiB; a datagram can be as large as
+ * the sender's SO_SNDBUF allows (about 208 KiB by default), and arbord
+ * must not cut one it accepted, so each buffer takes 256 KiB (untouched
+ * pages cost nothing). */
+#define MAILBOX_MESSAGE_MAX (256 * 1024)
 
 /* Pass the backlog on, oldest first, as far as the socketpair takes it,
  * a batch per system call. */
@@ -264,6 +268,16 @@ static int make_pair(struct mailbox *mb)
     return 0;
 }
 
+/* An instance may have set O_NONBLOCK on its fd 3; the file description
+ * is shared with arbord and the next instance, which expects a plain
+ * blocking recv(). */
+static void make_blocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && (flags & O_NONBLOCK))
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
 int mailbox_instance_fd(struct mailbox *mb)
 {
     reclaim(mb);
@@ -277,7 +291,9 @@ int mailbox_instance_fd(struct mailbox *mb)
     if (mb->forwarding)
         forward(mb);
     update_watchers(mb);
-    return mb->forwarding ? mb->pair_service : mb->public_fd;
+    int fd = mb->forwarding ? mb->pair_service : mb->public_fd;
+    make_blocking(fd);
+    return fd;
 }
 
 void mailbox_instance_ended(struct mailbox *mb)

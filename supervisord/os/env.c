@@ -153,8 +153,8 @@ const char *env_path(const struct env *env)
     return DEFAULT_PATH;
 }
 
-int env_build(struct env *env, const struct unit *unit, const char *notify_path,
-              const char *const *fd_names, int n_fds)
+int env_build(struct env *env, const struct unit *unit, const char *runtime_dir,
+              const char *notify_path, const char *const *fd_names, int n_fds)
 {
     memset(env, 0, sizeof(*env));
     for (char **e = environ; *e; e++)
@@ -180,6 +180,7 @@ int env_build(struct env *env, const struct unit *unit, const char *notify_path,
             return r;
     }
     if (!env_put(env, format("ARBOR_UNIT=%s", unit->name)) ||
+        !env_put(env, format("ARBOR_RUNTIME=%s", runtime_dir)) ||
         !env_put(env, format("NOTIFY_SOCKET=%s", notify_path)))
         goto nomem;
     if (unit->config.watchdog > 0) {

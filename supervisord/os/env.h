@@ -25,8 +25,8 @@ struct env {
 /* Returns 0, or -errno with env->error set. Always call env_free().
  * `fd_names` (NULL for none) describes the fds passed from 3 on, for
  * LISTEN_FDS=, LISTEN_FDNAMES= and LISTEN_PID=. */
-int env_build(struct env *env, const struct unit *unit, const char *notify_path,
-              const char *const *fd_names, int n_fds);
+int env_build(struct env *env, const struct unit *unit, const char *runtime_dir,
+              const char *notify_path, const char *const *fd_names, int n_fds);
 void env_free(struct env *env);
 /* The PATH a bare ExecStart= name is looked up in: the service's own. */
 const char *env_path(const struct env *env);
