@@ -118,11 +118,26 @@ static void update_watchers(struct mailbox *mb)
 }
 
 #define MAILBOX_BATCH 32
-/* SPEC promises messages of up to 64 KiB; a datagram can be as large as
- * the sender's SO_SNDBUF allows (about 208 KiB by default), and arbord
- * must not cut one it accepted, so each buffer takes 256 KiB (untouched
- * pages cost nothing). */
-#define MAILBOX_MESSAGE_MAX (256 * 1024)
+/* SPEC promises messages of up to 64 KiB, but a datagram may be as large
+ * as its sender's SO_SNDBUF, which an unprivileged sender can raise to
+ * twice net.core.wmem_max; arbord must not cut one it accepted. So each
+ * receive buffer is that large (pages never written cost nothing). Only a
+ * sender with CAP_NET_ADMIN (SO_SNDBUFFORCE) can go past it; arbor-mailbox(7)
+ * says so. */
+static size_t message_max(void)
+{
+    static size_t max;
+    if (max)
+        return max;
+    unsigned long wmem = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "re");
+    if (!f || fscanf(f, "%lu", &wmem) != 1)
+        wmem = 212992;
+    if (f)
+        fclose(f);
+    max = 2 * wmem > 256 * 1024 ? 2 * wmem : 256 * 1024;
+    return max;
+}
 
 /* Pass the backlog on, oldest first, as far as the socketpair takes it,
  * a batch per system call. */
@@ -156,13 +171,17 @@ static void forward(struct mailbox *mb)
 /* Read a batch from P into the backlog. Returns how many were read. */
 static int read_batch(struct mailbox *mb)
 {
-    static char buffers[MAILBOX_BATCH][MAILBOX_MESSAGE_MAX];
+    static char *buffers[MAILBOX_BATCH];
+    size_t max = message_max();
+    for (unsigned i = 0; i < MAILBOX_BATCH; i++)
+        if (!buffers[i] && !(buffers[i] = malloc(max)))
+            return 0; /* left in the socket: back-pressure, not loss */
     struct mmsghdr msgs[MAILBOX_BATCH];
     struct iovec iov[MAILBOX_BATCH];
     uint64_t room = mb->settings.capacity - mb->count;
     unsigned want = room < MAILBOX_BATCH ? (unsigned)room : MAILBOX_BATCH;
     for (unsigned i = 0; i < want; i++) {
-        iov[i] = (struct iovec){.iov_base = buffers[i], .iov_len = MAILBOX_MESSAGE_MAX};
+        iov[i] = (struct iovec){.iov_base = buffers[i], .iov_len = max};
         msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
     }
     int n;
@@ -176,9 +195,9 @@ static int read_batch(struct mailbox *mb)
     }
     for (int i = 0; i < n; i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-            log_unit(LOG_WARNING, mb->name, "mailbox: a message over %d bytes was cut to size",
-                     MAILBOX_MESSAGE_MAX);
-            msgs[i].msg_len = MAILBOX_MESSAGE_MAX;
+            log_unit(LOG_WARNING, mb->name, "mailbox: a message over %zu bytes was cut to size",
+                     max);
+            msgs[i].msg_len = (unsigned)max;
         }
         struct message *m = malloc(sizeof(*m) + msgs[i].msg_len);
         if (!m) {

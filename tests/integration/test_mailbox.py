@@ -593,17 +593,8 @@ class Basics(MailboxTest):
         self.assertEqual(self.mb_stats("r")["forwarded"], 21)
         self.assertEqual(self.stop(), 0)
 
-    # BUG: arbord cuts a kept datagram to 256 KiB. Beyond SPEC's 64 KiB,
-    # but any sender may raise its own SO_SNDBUF (up to net.core.wmem_max,
-    # 208 KiB by default, which the kernel doubles) and send one datagram
-    # of ~400 KiB; the kernel accepts it and a running receiver gets it
-    # whole straight from the socket. Expected (mailbox.c: "arbord must not
-    # cut one it accepted"; commit e5e3e3e: "no datagram a sender could
-    # send is cut"): the same 300 KiB arrive after a stop/start. Actual:
-    # read_batch() reads into fixed 256 KiB buffers, the next instance gets
-    # the first 262144 bytes, and only arbord's log says "a message over
-    # 262144 bytes was cut to size"; the sender was told it was sent.
-    @unittest.expectedFailure
+    # A datagram larger than SPEC's 64 KiB, which a sender may send after
+    # raising its own SO_SNDBUF, is kept whole too.
     def test_a_datagram_over_256_kib_is_not_cut(self):
         size = 300 * 1024
         log = self.logfile("r")
