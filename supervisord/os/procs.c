@@ -92,8 +92,7 @@ bool procs_init(bool disable)
         if (mkdir(cg.base, 0755) == 0)
             break;
         if (errno != EEXIST || attempt >= 100) {
-            log_msg(LOG_INFO,
-                    "no cgroup for services (%s: %s); tracking the process tree instead",
+            log_msg(LOG_INFO, "no cgroup for services (%s: %s); tracking the process tree instead",
                     cg.base, strerror(errno));
             goto fallback;
         }
@@ -249,24 +248,50 @@ static void pid_list_push(struct pid_list *list, pid_t pid)
 }
 
 /* Append the children of `pid`: /proc/PID/task/TID/children of each of its
- * threads lists them, so no walk over every process is needed. */
+ * threads lists them, so no walk over every process is needed. The file
+ * is read whole and parsed by hand: arbord itself may have thousands of
+ * children, and this runs after every service exit without cgroups. */
 static void push_children(struct pid_list *list, pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     DIR *tasks = opendir(path);
     struct dirent *t;
+    static char *buf;
+    static size_t cap;
     while (tasks && (t = readdir(tasks))) {
         if (!isdigit((unsigned char)t->d_name[0]))
             continue;
         char file[320];
         snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int)pid, t->d_name);
-        FILE *f = fopen(file, "re");
-        int child;
-        while (f && fscanf(f, "%d", &child) == 1)
-            pid_list_push(list, child);
-        if (f)
-            fclose(f);
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        size_t len = 0;
+        for (;;) {
+            if (len + 4096 > cap) {
+                size_t grown_cap = cap ? cap * 2 : 65536;
+                char *grown = realloc(buf, grown_cap);
+                if (!grown)
+                    break;
+                buf = grown;
+                cap = grown_cap;
+            }
+            ssize_t n = read(fd, buf + len, cap - len - 1);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+        }
+        close(fd);
+        if (!buf)
+            continue;
+        buf[len] = '\0';
+        for (char *p = buf, *end; *p; p = end) {
+            long child = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            pid_list_push(list, (pid_t)child);
+        }
     }
     if (tasks)
         closedir(tasks);
