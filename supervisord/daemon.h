@@ -33,8 +33,8 @@ struct service_os {
     ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
     pid_t main_pid_watched;
     char *notify_path;
-    char *status_text;     /* last STATUS= */
-    struct log_ring *logs; /* recent output, for arborctl logs; NULL until the first line */
+    char *status_text;       /* last STATUS= */
+    struct log_ring *logs;   /* recent output, for arborctl logs; NULL until the first line */
     struct mailbox *mailbox; /* Mailbox=yes, else NULL */
     struct output_stream *output;
     int cgroup; /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup */

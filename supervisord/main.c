@@ -62,10 +62,15 @@ struct options {
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"units", required_argument, NULL, 'u'}, {"runtime", required_argument, NULL, 'r'},
-        {"check", no_argument, NULL, 'c'},       {"init", no_argument, NULL, 'I'},       {"no-cgroups", no_argument, NULL, 'G'},
-        {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
+        {"units", required_argument, NULL, 'u'},
+        {"runtime", required_argument, NULL, 'r'},
+        {"check", no_argument, NULL, 'c'},
+        {"init", no_argument, NULL, 'I'},
+        {"no-cgroups", no_argument, NULL, 'G'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "u:r:vhV", longopts, NULL)) != -1) {

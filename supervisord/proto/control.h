@@ -67,7 +67,7 @@
 #define CONTROL_SOCKET_NAME "control.sock"
 
 #define CONTROL_HEADER_SIZE 8
-#define CONTROL_REQUEST_MAX (128 * 1024)    /* a client frame, payload bytes */
+#define CONTROL_REQUEST_MAX (128 * 1024)     /* a client frame, payload bytes */
 #define CONTROL_REPLY_MAX (16 * 1024 * 1024) /* a server frame, payload bytes */
 
 enum control_frame_type {
