@@ -68,6 +68,7 @@ struct control {
     struct client *clients; /* newest first */
     size_t n_clients;
     struct client *graveyard;
+    int spare_fd; /* held in reserve for when fds run out (shed_connection) */
 };
 
 static void client_drop(struct client *c);
@@ -767,6 +768,26 @@ static bool make_room(struct control *ctl, bool for_privileged)
     return true;
 }
 
+/* Out of fds: the pending connection would keep the listening socket
+ * readable and the loop spinning. Give back the spare fd kept for this,
+ * take the connection and close it at once (the client sees the close and
+ * can retry), then take the spare again: degraded, never stuck. */
+static void shed_connection(struct control *ctl)
+{
+    static unsigned long shed;
+    if (ctl->spare_fd >= 0) {
+        close(ctl->spare_fd);
+        ctl->spare_fd = -1;
+    }
+    int fd = accept4(ctl->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (shed++ % 100 == 0)
+        log_msg(LOG_WARNING, "control: out of file descriptors: %lu connection%s refused", shed,
+                shed == 1 ? "" : "s");
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct daemon *d = w->data;
@@ -774,6 +795,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < 64; i++) {
         int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                shed_connection(ctl);
+                continue;
+            }
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 log_msg(LOG_WARNING, "control: accept: %s", strerror(errno));
             return;
@@ -894,6 +919,7 @@ int control_open(struct daemon *d)
     ev_io_init(&ctl->io, on_accept, ctl->fd, EV_READ);
     ctl->io.data = d;
     ev_io_start(d->loop, &ctl->io);
+    ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_prepare_init(&ctl->reaper, on_prepare);
     ctl->reaper.data = ctl;
     ev_prepare_start(d->loop, &ctl->reaper);
@@ -934,6 +960,8 @@ void control_close(struct daemon *d)
         client_drop(c);
     }
     free_dead(ctl);
+    if (ctl->spare_fd >= 0)
+        close(ctl->spare_fd);
     free(ctl->path);
     free(ctl);
     d->control = NULL;
