@@ -771,9 +771,12 @@ class Output(SpawnTest):
         new = wait_until(lambda: self.unit_pid("victim", not_pid=victim), timeout=5,
                          what="the victim to be restarted")
         self.reading.set()
+        # The new process is visible before arbord has seen its exec succeed,
+        # so wait for the line rather than stopping at once (a stop first
+        # would rightly leave the restart never "running").
+        wait_until(lambda: self.log_lines(rf"^arbord: victim: running \(pid {new}\)"),
+                   what="arbord's own line about the restart (dropped?)")
         self.assertEqual(self.stop(), 0)
-        self.assertTrue(self.log_lines(rf"^arbord: victim: running \(pid {new}\)"),
-                        "arbord's own line about the restart was dropped")
 
 if __name__ == "__main__":
     unittest.main()
