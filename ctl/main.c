@@ -776,6 +776,13 @@ static const struct verb verbs[] = {
     {"reload", "", "re-read the unit files and apply what changed",
      "A bad unit changes nothing; each problem is reported as FILE:LINE: message.\n", "", 0, 0,
      cmd_plain},
+    {"upgrade", "NAME", "start a new instance of NAME beside the old one, then retire the old",
+     "Re-reads NAME's unit file as it is on disk now (no reload needed) and starts a\n"
+     "new instance with the same mailbox, Listen= sockets and stored fds. Once it is\n"
+     "ready the old one is stopped, and the command returns when it has exited (0).\n"
+     "If the new one is not ready within StartTimeout, or dies first, it is stopped,\n"
+     "the old one keeps running, and the command exits 1. Never counts as a restart.\n",
+     "", 1, 1, cmd_change},
     {"logs", "[-f] [-n N] NAME", "show a service's recent output",
      "  -f, --follow      keep printing new lines until interrupted\n"
      "  -n, --lines N     how many recent lines (default 10)\n",

@@ -28,10 +28,11 @@
 #include "os/log.h"
 #include "proto/control.h"
 #include "reload.h"
+#include "upgrade.h"
 
 enum client_phase { PHASE_HELLO, PHASE_REQUEST, PHASE_WAITING, PHASE_FOLLOWING, PHASE_DONE };
 
-enum wait_kind { WAIT_STOP, WAIT_START, WAIT_READY, WAIT_SHUTDOWN, WAIT_RELOAD };
+enum wait_kind { WAIT_STOP, WAIT_START, WAIT_READY, WAIT_SHUTDOWN, WAIT_RELOAD, WAIT_UPGRADE };
 
 struct waited {
     struct node *node;
@@ -429,6 +430,28 @@ static void cmd_change(struct client *c, struct request *r)
         check_waiting(c);
 }
 
+/* Answered by control_upgrade_settled() once the old instance has gone or
+ * the new one has failed. */
+static void cmd_upgrade(struct client *c, struct request *r)
+{
+    char why[320];
+    if (upgrade_begin(c->d, r->nodes[0], why, sizeof(why)) < 0) {
+        client_result(c, CONTROL_EXIT_FAILED, NULL, why);
+        return;
+    }
+    c->waited = calloc(1, sizeof(*c->waited));
+    if (!c->waited) {
+        client_result(c, CONTROL_EXIT_FAILED, NULL, "out of memory (the upgrade goes on)");
+        return;
+    }
+    c->waited[0].node = r->nodes[0];
+    c->n_waited = 1;
+    c->wait = WAIT_UPGRADE;
+    c->phase = PHASE_WAITING;
+    ev_timer_stop(c->d->loop, &c->timer);
+    run_core(c->d);
+}
+
 static void signal_subtree(struct node *node, int sig, int *count)
 {
     if (node->kind == NODE_SERVICE) {
@@ -527,6 +550,7 @@ static const struct command commands[] = {
     {"status", false, 0, -1}, {"start", true, 1, -1}, {"stop", true, 1, -1},
     {"restart", true, 1, -1}, {"kill", true, 1, -1},  {"reload", true, 0, 0},
     {"logs", false, 1, 1},    {"wait", false, 1, 1},  {"shutdown", true, 0, 0},
+    {"upgrade", true, 1, 1},
 };
 
 static void handle_request(struct client *c, const char *payload, uint32_t length)
@@ -577,6 +601,8 @@ static void handle_request(struct client *c, const char *payload, uint32_t lengt
         ev_timer_stop(c->d->loop, &c->timer);
         core_shutdown(&c->d->core);
         run_core(c->d);
+    } else if (strcmp(r.command, "upgrade") == 0) {
+        cmd_upgrade(c, &r);
     } else if (strcmp(r.command, "reload") == 0) {
         struct diagnostics diag = {0};
         int rr = reload_request(c->d, &diag);
@@ -840,7 +866,8 @@ void control_transition(struct daemon *d, struct node *node)
     struct client *next;
     for (struct client *c = d->control->clients; c; c = next) {
         next = c->next;
-        if (c->phase != PHASE_WAITING || c->wait == WAIT_SHUTDOWN || c->wait == WAIT_RELOAD)
+        if (c->phase != PHASE_WAITING || c->wait == WAIT_SHUTDOWN || c->wait == WAIT_RELOAD ||
+            c->wait == WAIT_UPGRADE)
             continue;
         bool concerned = d->core.shutting_down;
         for (size_t i = 0; i < c->n_waited && !concerned; i++)
@@ -859,6 +886,18 @@ void control_reload_settled(struct daemon *d)
         next = c->next;
         if (c->phase == PHASE_WAITING && c->wait == WAIT_RELOAD)
             client_result(c, CONTROL_EXIT_OK, reload_summary(d), NULL);
+    }
+}
+
+void control_upgrade_settled(struct daemon *d, struct node *node, int exit, const char *message)
+{
+    if (!d->control)
+        return;
+    struct client *next;
+    for (struct client *c = d->control->clients; c; c = next) {
+        next = c->next;
+        if (c->phase == PHASE_WAITING && c->wait == WAIT_UPGRADE && c->waited[0].node == node)
+            client_result(c, exit, exit == 0 ? message : NULL, exit == 0 ? NULL : message);
     }
 }
 

@@ -37,6 +37,8 @@ void control_output(struct daemon *d, struct service_os *svc, pid_t pid, msec_t 
                     const char *line, size_t len);
 /* A reload finished: answer the clients that asked for it. */
 void control_reload_settled(struct daemon *d);
+/* An upgrade of `node` ended: answer the client that asked for it. */
+void control_upgrade_settled(struct daemon *d, struct node *node, int exit, const char *message);
 /* A node is about to be freed (reload): forget every reference to it. */
 void control_forget(struct daemon *d, struct node *node);
 

@@ -22,6 +22,9 @@ struct log_ring;
 struct mailbox;
 struct control;
 struct reload;
+struct upgrade;
+struct listen_socket;
+struct stored_fd;
 
 struct service_os {
     struct node *node;
@@ -39,6 +42,11 @@ struct service_os {
     struct output_stream *output;
     int cgroup; /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup */
     pid_t pgid;
+    struct listen_socket *listens; /* Listen=, in unit order (service_fds.h) */
+    size_t n_listens;
+    struct stored_fd *stored; /* the fd store */
+    unsigned n_stored;
+    struct upgrade *upgrade; /* an `arborctl upgrade` under way, or NULL */
 };
 
 struct daemon {
@@ -53,8 +61,9 @@ struct daemon {
     int devnull;
     int exit_status;
     bool ended;
-    struct control *control; /* the control socket and its clients */
-    struct reload *reload;   /* a reload under way, or NULL */
+    struct control *control;  /* the control socket and its clients */
+    struct reload *reload;    /* a reload under way, or NULL */
+    struct upgrade *upgrades; /* upgrades under way (upgrade.h) */
     char reload_summary[160];
     ev_child child_watcher;
     ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_usr1, sig_usr2;
@@ -77,6 +86,18 @@ void service_teardown(struct daemon *d, struct service_os *svc);
 /* Bring a service's OS state in line with its unit (after a reload):
  * open, reconfigure or close its mailbox. */
 void service_refresh(struct daemon *d, struct service_os *svc);
+/* A process of a service, just started. */
+struct instance {
+    pid_t pid;
+    int status_fd;                /* the spawn status pipe (spawn.h) */
+    struct output_stream *output; /* its captured output, or NULL */
+};
+/* Start a process of `svc` with `unit`'s settings, passing `mailbox_fd`
+ * (or -1), the Listen= sockets and the fd store. Logs its own failures.
+ * Returns 0 or -errno. */
+int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *unit, int mailbox_fd,
+                  struct instance *ret);
+
 /* Rebuild d->services from the tree. Returns 0 or -ENOMEM. */
 int collect_services(struct daemon *d);
 

@@ -36,6 +36,8 @@
 #include "mailbox.h"
 #include "pidmap.h"
 #include "reload.h"
+#include "service_fds.h"
+#include "upgrade.h"
 
 msec_t now_ms(void)
 {
@@ -160,23 +162,25 @@ static void service_output_line(void *ctx, pid_t pid, const char *line, size_t l
 
 /* ---- core ops ---- */
 
-static int op_spawn(void *ctx, struct node *node)
+int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *unit, int mailbox_fd,
+                  struct instance *ret)
 {
-    struct daemon *d = ctx;
-    struct service_os *svc = node->os;
-    const struct unit *unit = svc->unit;
+    struct node *node = svc->node;
     char path[PATH_MAX];
-    struct env env;
+    char why[512];
+    struct env env = {0};
+    struct passed_fds passed;
     int out[2] = {-1, -1};
     int error;
 
-    static const char *const mailbox_names[] = {"mailbox"};
-    int n_fds = svc->mailbox ? 1 : 0;
-    if ((error = env_build(&env, unit, d->options->runtime_dir, svc->notify_path, mailbox_names,
-                           n_fds)) < 0) {
-        log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
-        env_free(&env);
+    if ((error = passed_fds_collect(svc, mailbox_fd, &passed, why, sizeof(why))) < 0) {
+        log_unit(LOG_ERR, node->name, "cannot start: %s", why);
         return error;
+    }
+    if ((error = env_build(&env, unit, d->options->runtime_dir, svc->notify_path, passed.names,
+                           passed.n)) < 0) {
+        log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
+        goto out;
     }
     if (strchr(unit->argv[0], '/')) {
         snprintf(path, sizeof(path), "%s", unit->argv[0]);
@@ -184,15 +188,13 @@ static int op_spawn(void *ctx, struct node *node)
                0) {
         log_unit(LOG_ERR, node->name, "cannot start %s: %s in PATH", unit->argv[0],
                  error == -ENOENT ? "not found" : strerror(-error));
-        env_free(&env);
-        return error;
+        goto out;
     }
     bool capture = unit->standard_output == OUTPUT_LOG || unit->standard_error == OUTPUT_LOG;
     if (capture && pipe2(out, O_CLOEXEC) < 0) {
         error = -errno;
-        env_free(&env);
         log_unit(LOG_ERR, node->name, "cannot start: pipe: %s", strerror(errno));
-        return error;
+        goto out;
     }
     int modes[2] = {unit->standard_output, unit->standard_error};
     int fds[2];
@@ -202,14 +204,13 @@ static int op_spawn(void *ctx, struct node *node)
     if (svc->cgroup < 0)
         svc->cgroup = procs_group_create(node->name);
     int join_fd = svc->cgroup ? procs_group_join_fd(node->name) : -1;
-    int mailbox_fd = svc->mailbox ? mailbox_instance_fd(svc->mailbox) : -1;
     struct spawn_request req = {
         .path = path,
         .argv = unit->argv,
         .envp = env.entries,
         .pid_slots = {env.watchdog_pid_slot, env.listen_pid_slot},
-        .pass_fds = &mailbox_fd,
-        .n_pass_fds = n_fds,
+        .pass_fds = passed.fds,
+        .n_pass_fds = passed.n,
         .stdin_fd = d->devnull,
         .stdout_fd = fds[0],
         .stderr_fd = fds[1],
@@ -223,9 +224,7 @@ static int op_spawn(void *ctx, struct node *node)
         .set_umask = unit->umask_set,
         .umask = unit->umask,
     };
-    int status_fd;
-    pid_t pid = spawn_process(&req, &status_fd);
-    env_free(&env);
+    pid_t pid = spawn_process(&req, &ret->status_fd);
     if (join_fd >= 0)
         close(join_fd);
     if (out[1] >= 0)
@@ -234,21 +233,43 @@ static int op_spawn(void *ctx, struct node *node)
         if (out[0] >= 0)
             close(out[0]);
         log_unit(LOG_ERR, node->name, "cannot start: fork: %s", strerror((int)-pid));
+        error = (int)pid;
+        goto out;
+    }
+    ret->pid = pid;
+    ret->output = out[0] >= 0
+                      ? output_open(d->loop, node->name, pid, out[0], service_output_line, svc)
+                      : NULL;
+    error = 0;
+out:
+    env_free(&env);
+    passed_fds_free(&passed);
+    return error;
+}
+
+static int op_spawn(void *ctx, struct node *node)
+{
+    struct daemon *d = ctx;
+    struct service_os *svc = node->os;
+    struct instance inst;
+    int mailbox_fd = svc->mailbox ? mailbox_instance_fd(svc->mailbox) : -1;
+    int r = service_spawn(d, svc, svc->unit, mailbox_fd, &inst);
+    if (r < 0) {
         if (svc->mailbox)
             mailbox_instance_ended(svc->mailbox);
-        return (int)pid;
+        return r;
     }
-    svc->pgid = pid;
-    pidmap_put(&d->pids, pid, svc);
-    ev_io_set(&svc->status_io, status_fd, EV_READ);
+    svc->pgid = inst.pid;
+    pidmap_put(&d->pids, inst.pid, svc);
+    ev_io_set(&svc->status_io, inst.status_fd, EV_READ);
     ev_io_start(d->loop, &svc->status_io);
-    if (out[0] >= 0)
-        svc->output = output_open(d->loop, node->name, pid, out[0], service_output_line, svc);
+    svc->output = inst.output;
     if (node->restarts > 0 && node->started_once)
-        log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)pid, node->restarts);
+        log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)inst.pid,
+                 node->restarts);
     else
-        log_unit(LOG_INFO, node->name, "starting pid %d", (int)pid);
-    return pid;
+        log_unit(LOG_INFO, node->name, "starting pid %d", (int)inst.pid);
+    return inst.pid;
 }
 
 static void op_signal(void *ctx, struct node *node, int sig)
@@ -337,6 +358,15 @@ static void op_transition(void *ctx, struct node *node, enum node_state from)
     }
 }
 
+/* `arborctl stop` of the node or of a supervisor above it. */
+static bool stopped_by_operator(const struct node *node)
+{
+    for (; node; node = node->parent)
+        if (node->held)
+            return true;
+    return false;
+}
+
 static void op_transition_and_tell(void *ctx, struct node *node, enum node_state from)
 {
     struct daemon *d = ctx;
@@ -346,6 +376,13 @@ static void op_transition_and_tell(void *ctx, struct node *node, enum node_state
         node->state == NODE_STOPPED || node->state == NODE_DONE || node->state == NODE_FAILED;
     if (svc && svc->mailbox && ended)
         mailbox_instance_ended(svc->mailbox); /* arbord keeps what comes meanwhile */
+    if (svc && ended && svc->n_stored > 0 && stopped_by_operator(node)) {
+        log_unit(LOG_INFO, node->name, "stopped by the operator: %u stored fds dropped",
+                 svc->n_stored);
+        fdstore_clear(svc);
+    }
+    if (svc && svc->upgrade)
+        upgrade_node_changed(svc);
     control_transition(ctx, node);
     /* Under a manager of our own (systemd's NOTIFY_SOCKET): ready once the
      * whole tree is; stopping when the root begins to stop. */
@@ -378,6 +415,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     struct daemon *d = w->data;
     pid_t pid = w->rpid;
     int status = w->rstatus;
+    if (upgrade_child_exited(d, pid, status)) {
+        run_core(d);
+        return;
+    }
     struct service_os *svc = service_by_pid(d, pid);
     pidmap_remove(&d->pids, pid); /* dead, whoever it was */
     if (!svc) {
@@ -468,12 +509,6 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     svc->cgroup = -1;
     ev_io_init(&svc->notify_io, on_notify, -1, EV_READ);
     node->os = svc;
-    /* Parsed per SPEC, but their machinery is not in this version yet:
-     * say so rather than ignore them silently. */
-    if (unit->n_listen > 0)
-        log_unit(LOG_WARNING, node->name, "Listen= is not supported yet; no sockets");
-    if (unit->fd_store_max > 0)
-        log_unit(LOG_WARNING, node->name, "FileDescriptorStoreMax= is not supported yet");
     ev_timer_init(&svc->timer, on_timer, 0.0, 0.0);
     svc->timer.data = svc;
     ev_io_init(&svc->status_io, on_status_pipe, -1, EV_READ);
@@ -509,6 +544,8 @@ void service_refresh(struct daemon *d, struct service_os *svc)
 {
     const struct unit *unit = svc->unit;
     char why[512];
+    service_listen_refresh(svc);
+    fdstore_trim(svc);
     if (!unit->mailbox) {
         mailbox_close(svc->mailbox);
         svc->mailbox = NULL;
@@ -532,8 +569,10 @@ void service_refresh(struct daemon *d, struct service_os *svc)
 
 void service_teardown(struct daemon *d, struct service_os *svc)
 {
+    upgrade_forget(d, svc);
     pidmap_remove_value(&d->pids, svc);
     output_detach(svc);
+    service_fds_close(svc);
     log_ring_free(svc->logs);
     mailbox_close(svc->mailbox);
     ev_timer_stop(d->loop, &svc->timer);

@@ -315,6 +315,13 @@ int mailbox_instance_fd(struct mailbox *mb)
     return fd;
 }
 
+int mailbox_running_fd(struct mailbox *mb)
+{
+    if (!mb->running)
+        return mailbox_instance_fd(mb);
+    return mb->forwarding ? mb->pair_service : mb->public_fd;
+}
+
 void mailbox_instance_ended(struct mailbox *mb)
 {
     mb->running = false;

@@ -69,6 +69,9 @@ void mailbox_close(struct mailbox *mb);
 /* An instance is about to start: the fd to hand it as fd 3 (the mailbox
  * stays open in arbord too). */
 int mailbox_instance_fd(struct mailbox *mb);
+/* The fd the running instance was handed, for a second instance started
+ * beside it (an upgrade): both read the same socket. */
+int mailbox_running_fd(struct mailbox *mb);
 /* The instance has ended: arbord keeps what comes until the next one. */
 void mailbox_instance_ended(struct mailbox *mb);
 

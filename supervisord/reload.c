@@ -129,6 +129,10 @@ int reload_request(struct daemon *d, struct diagnostics *diag)
 {
     if (d->reload)
         return -EBUSY;
+    if (d->upgrades) {
+        diag_add(diag, NULL, 0, "an upgrade is under way; reload after it");
+        return -EBUSY;
+    }
     if (d->core.shutting_down)
         return -ESHUTDOWN;
     struct reload *r = calloc(1, sizeof(*r));

@@ -21,6 +21,8 @@
 #include "os/notify.h"
 #include "os/procs.h"
 #include "pidmap.h"
+#include "service_fds.h"
+#include "upgrade.h"
 
 static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
 {
@@ -145,14 +147,52 @@ static void apply_notify(struct service_os *svc, const struct notify_message *m,
     }
 }
 
+/* FDSTORE=1 and FDSTOREREMOVE=1: fds sent without FDSTORE=1 are closed,
+ * as systemd does. */
+static void apply_fds(struct service_os *svc, const struct notify_message *m, int *fds, int n_fds)
+{
+    const char *name = svc->node->name;
+    if (m->fdstore_remove) {
+        if (m->fdname && notify_fdname_valid(m->fdname))
+            log_unit(LOG_DEBUG, name, "fd store: %d fds named %s removed",
+                     fdstore_remove(svc, m->fdname), m->fdname);
+        else
+            log_unit(LOG_WARNING, name, "FDSTOREREMOVE=1 ignored: no valid FDNAME=");
+    }
+    if (n_fds == 0)
+        return;
+    const char *refused = NULL;
+    if (!m->fdstore)
+        refused = "sent without FDSTORE=1";
+    else if (svc->unit->fd_store_max == 0)
+        refused = "FileDescriptorStoreMax=0";
+    else if (m->fdname && !notify_fdname_valid(m->fdname))
+        refused = "FDNAME= is not a valid name";
+    if (!refused) {
+        fdstore_add(svc, m->fdname, fds, n_fds);
+        return;
+    }
+    log_unit(LOG_WARNING, name, "%d fds closed: %s", n_fds, refused);
+    for (int i = 0; i < n_fds; i++)
+        close(fds[i]);
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
 /* Handle what is waiting on the service's notify socket, at most `limit`
  * datagrams, so a flooding service cannot starve the loop. */
 void drain_notify(struct service_os *svc, int limit)
 {
     char buf[NOTIFY_MESSAGE_MAX + 1];
+    int fds[NOTIFY_FDS_MAX];
     for (int i = 0; i < limit; i++) {
         struct ucred cred;
-        ssize_t n = notify_receive(svc->notify_io.fd, buf, sizeof(buf), &cred);
+        int n_fds;
+        ssize_t n = notify_receive(svc->notify_io.fd, buf, sizeof(buf), &cred, fds, &n_fds);
         if (n == -EAGAIN)
             return;
         if (n < 0) {
@@ -160,18 +200,26 @@ void drain_notify(struct service_os *svc, int limit)
                      n == -EMSGSIZE ? "too long" : "no sender credentials");
             continue;
         }
-        if (!notify_authorized(svc, &cred)) {
+        /* The instance an upgrade is starting speaks for itself only. */
+        bool from_upgrade = svc->upgrade && upgrade_owns_sender(svc->upgrade, cred.pid);
+        if (!from_upgrade && !notify_authorized(svc, &cred)) {
             log_unit(LOG_WARNING, svc->node->name,
                      "notify message from pid %d (uid %d) ignored: not a process of this service",
                      (int)cred.pid, (int)cred.uid);
+            close_all(fds, n_fds);
             continue;
         }
         struct notify_message m;
         if (notify_parse(buf, (size_t)n, &m) < 0) {
             log_unit(LOG_WARNING, svc->node->name, "notify message with a NUL byte ignored");
+            close_all(fds, n_fds);
             continue;
         }
-        apply_notify(svc, &m, &cred);
+        apply_fds(svc, &m, fds, n_fds);
+        if (from_upgrade)
+            upgrade_notify(svc->upgrade, &m);
+        else
+            apply_notify(svc, &m, &cred);
     }
 }
 

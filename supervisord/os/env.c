@@ -194,12 +194,20 @@ int env_build(struct env *env, const struct unit *unit, const char *runtime_dir,
     if (n_fds > 0) {
         /* sd_listen_fds_with_names() reads these; LISTEN_PID is filled in
          * by the child with its own pid. */
-        char names[1024] = "";
+        size_t len = sizeof("LISTEN_FDNAMES=");
         for (int i = 0; i < n_fds; i++)
-            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ":" : "",
-                     fd_names[i]);
-        if (!env_put(env, format("LISTEN_FDS=%d", n_fds)) ||
-            !env_put(env, format("LISTEN_FDNAMES=%s", names)))
+            len += strlen(fd_names[i]) + 1;
+        char *names = malloc(len);
+        if (!names)
+            goto nomem;
+        char *p = stpcpy(names, "LISTEN_FDNAMES=");
+        for (int i = 0; i < n_fds; i++)
+            p = stpcpy(i ? stpcpy(p, ":") : p, fd_names[i]);
+        if (!env_put(env, format("LISTEN_FDS=%d", n_fds))) {
+            free(names);
+            goto nomem;
+        }
+        if (!env_put(env, names))
             goto nomem;
         env->listen_pid_slot = env_put(env, format("LISTEN_PID=%0*d", SPAWN_PID_DIGITS, 0));
         if (!env->listen_pid_slot)

@@ -39,24 +39,40 @@ fail:;
     return -saved;
 }
 
-static void close_passed_fds(struct msghdr *msg)
+/* Collect the fds of SCM_RIGHTS messages; past `max`, close them. */
+static int take_passed_fds(struct msghdr *msg, int *fds, int max)
 {
+    int n_fds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int *fds = (int *)CMSG_DATA(c);
-        for (size_t i = 0; i < n; i++)
-            close(fds[i]);
+        int *passed = (int *)CMSG_DATA(c);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, passed + i, sizeof(fd)); /* CMSG_DATA may be unaligned */
+            if (n_fds < max)
+                fds[n_fds++] = fd;
+            else
+                close(fd);
+        }
     }
+    return n_fds;
 }
 
-ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred)
+static void close_fds(int *fds, int n)
 {
-    /* Room for the credentials and a few fds (FDSTORE senders). */
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred, int *fds,
+                       int *ret_n_fds)
+{
+    /* Room for the credentials and the most fds the kernel passes. */
     union {
         struct cmsghdr align;
-        char space[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 253)];
+        char space[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * NOTIFY_FDS_MAX)];
     } control;
     struct iovec iov = {.iov_base = buf, .iov_len = size};
     struct msghdr msg = {
@@ -66,14 +82,17 @@ ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred)
         .msg_controllen = sizeof(control),
     };
     ssize_t n;
+    *ret_n_fds = 0;
     do {
         n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
-    close_passed_fds(&msg);
-    if ((size_t)n >= size || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    int n_fds = take_passed_fds(&msg, fds, NOTIFY_FDS_MAX);
+    if ((size_t)n >= size || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        close_fds(fds, n_fds);
         return -EMSGSIZE;
+    }
     bool have_cred = false;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
@@ -82,9 +101,23 @@ ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred)
             have_cred = true;
         }
     }
-    if (!have_cred || ret_cred->pid <= 0)
+    if (!have_cred || ret_cred->pid <= 0) {
+        close_fds(fds, n_fds);
         return -EPERM;
+    }
+    *ret_n_fds = n_fds;
     return n;
+}
+
+bool notify_fdname_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len < 1 || len > 255)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (*p < 0x21 || *p > 0x7e || *p == ':')
+            return false;
+    return true;
 }
 
 static bool parse_number(const char *text, long long *ret)
@@ -133,6 +166,12 @@ static void parse_line(char *line, struct notify_message *m)
     } else if (strcmp(key, "MAINPID") == 0 && m->main_pid == 0) {
         if (parse_number(value, &number) && number > 0 && number < (1LL << 22))
             m->main_pid = (pid_t)number;
+    } else if (strcmp(key, "FDSTORE") == 0) {
+        m->fdstore = strcmp(value, "1") == 0;
+    } else if (strcmp(key, "FDSTOREREMOVE") == 0) {
+        m->fdstore_remove = strcmp(value, "1") == 0;
+    } else if (strcmp(key, "FDNAME") == 0 && !m->fdname) {
+        m->fdname = value;
     } else if (strcmp(key, "ERRNO") == 0 && m->error_number == 0) {
         if (parse_number(value, &number) && number < 4096)
             m->error_number = (int)number;

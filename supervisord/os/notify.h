@@ -29,7 +29,13 @@ struct notify_message {
     long long watchdog_usec; /* WATCHDOG_USEC=, -1 when absent */
     pid_t main_pid;          /* MAINPID=, 0 when absent */
     int error_number;        /* ERRNO=, 0 when absent */
+    bool fdstore;            /* FDSTORE=1: keep the fds sent with this message */
+    bool fdstore_remove;     /* FDSTOREREMOVE=1: drop the stored fds named FDNAME= */
+    const char *fdname;      /* FDNAME=, or NULL */
 };
+
+/* The most fds one message may carry (systemd's SCM_MAX_FD, less one). */
+#define NOTIFY_FDS_MAX 253
 
 /* Bind a notify socket at `path` (replacing a stale one), mode 0666.
  * Returns the fd (non-blocking, close-on-exec) or -errno. */
@@ -37,8 +43,15 @@ int notify_socket_open(const char *path);
 
 /* Receive one datagram. Returns its length and the sender's credentials,
  * -EAGAIN when none is waiting, or another -errno for a datagram that was
- * dropped (too long, no credentials); fds passed with it are closed. */
-ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred);
+ * dropped (too long, no credentials). The fds sent with an accepted
+ * datagram are in `fds` (room for NOTIFY_FDS_MAX, close-on-exec), and are
+ * the caller's to keep or close; those of a dropped one are closed. */
+ssize_t notify_receive(int fd, char *buf, size_t size, struct ucred *ret_cred, int *fds,
+                       int *ret_n_fds);
+
+/* FDNAME= as systemd accepts it: 1 to 255 printable ASCII bytes, no ':'
+ * (the separator of LISTEN_FDNAMES). */
+bool notify_fdname_valid(const char *name);
 
 /* Parse a datagram of `len` bytes in place. Returns 0, or -EINVAL when it
  * holds a NUL byte (the protocol forbids them). Unknown fields are

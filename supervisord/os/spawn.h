@@ -32,7 +32,7 @@ struct spawn_failure {
     int error;
 };
 
-#define SPAWN_MAX_PASS_FDS 64
+#define SPAWN_MAX_PASS_FDS 1024
 #define SPAWN_PID_DIGITS 10
 
 struct spawn_request {
