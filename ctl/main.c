@@ -518,7 +518,7 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
     return ask(ctl, &request, false);
 }
 
-/* reload */
+/* reload, reexec */
 static int cmd_plain(struct ctl *ctl, int argc, char **argv)
 {
     struct proto_buf request = request_begin(ctl->verb->name);
@@ -783,6 +783,13 @@ static const struct verb verbs[] = {
      "If the new one is not ready within StartTimeout, or dies first, it is stopped,\n"
      "the old one keeps running, and the command exits 1. Never counts as a restart.\n",
      "", 1, 1, cmd_change},
+    {"reexec", "", "execute arbord's binary again, keeping every service running",
+     "The binary at the path arbord was started from (perhaps a newer one) is first\n"
+     "run with --version; if that fails, exit 1 and the old arbord carries on.\n"
+     "Pids, supervision state, mailboxes and their messages, stored fds and\n"
+     "Listen= sockets all carry over. Refused while a reload or an upgrade is under\n"
+     "way, or when a unit file changed on disk since it was loaded (reload first).\n",
+     "", 0, 0, cmd_plain},
     {"logs", "[-f] [-n N] NAME", "show a service's recent output",
      "  -f, --follow      keep printing new lines until interrupted\n"
      "  -n, --lines N     how many recent lines (default 10)\n",

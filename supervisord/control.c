@@ -29,10 +29,20 @@
 #include "proto/control.h"
 #include "reload.h"
 #include "upgrade.h"
+#include "reexec.h"
+#include "state.h"
 
 enum client_phase { PHASE_HELLO, PHASE_REQUEST, PHASE_WAITING, PHASE_FOLLOWING, PHASE_DONE };
 
-enum wait_kind { WAIT_STOP, WAIT_START, WAIT_READY, WAIT_SHUTDOWN, WAIT_RELOAD, WAIT_UPGRADE };
+enum wait_kind {
+    WAIT_STOP,
+    WAIT_START,
+    WAIT_READY,
+    WAIT_SHUTDOWN,
+    WAIT_RELOAD,
+    WAIT_UPGRADE,
+    WAIT_REEXEC
+};
 
 struct waited {
     struct node *node;
@@ -73,6 +83,7 @@ struct control {
 };
 
 static void client_drop(struct client *c);
+static struct client *client_add(struct daemon *d, int fd, uid_t uid);
 
 /* ---- output ---- */
 
@@ -550,7 +561,7 @@ static const struct command commands[] = {
     {"status", false, 0, -1}, {"start", true, 1, -1}, {"stop", true, 1, -1},
     {"restart", true, 1, -1}, {"kill", true, 1, -1},  {"reload", true, 0, 0},
     {"logs", false, 1, 1},    {"wait", false, 1, 1},  {"shutdown", true, 0, 0},
-    {"upgrade", true, 1, 1},
+    {"upgrade", true, 1, 1},  {"reexec", true, 0, 0},
 };
 
 static void handle_request(struct client *c, const char *payload, uint32_t length)
@@ -603,6 +614,14 @@ static void handle_request(struct client *c, const char *payload, uint32_t lengt
         run_core(c->d);
     } else if (strcmp(r.command, "upgrade") == 0) {
         cmd_upgrade(c, &r);
+    } else if (strcmp(r.command, "reexec") == 0) {
+        if (reexec_request(c->d, why, sizeof(why)) < 0) {
+            client_result(c, CONTROL_EXIT_FAILED, NULL, why);
+        } else {
+            c->phase = PHASE_WAITING;
+            c->wait = WAIT_REEXEC;
+            ev_timer_stop(c->d->loop, &c->timer);
+        }
     } else if (strcmp(r.command, "reload") == 0) {
         struct diagnostics diag = {0};
         int rr = reload_request(c->d, &diag);
@@ -837,23 +856,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        struct client *c = calloc(1, sizeof(*c));
-        if (!c) {
+        if (!client_add(d, fd, cred.uid))
             close(fd);
-            continue;
-        }
-        c->d = d;
-        c->uid = cred.uid;
-        c->privileged = cred.uid == 0 || cred.uid == geteuid();
-        ev_io_init(&c->io, on_client_io, fd, EV_READ);
-        ev_io_start(loop, &c->io);
-        ev_timer_init(&c->timer, on_client_timer, CONTROL_REQUEST_TIMEOUT, 0.0);
-        ev_timer_start(loop, &c->timer);
-        c->next = ctl->clients;
-        if (ctl->clients)
-            ctl->clients->prev = c;
-        ctl->clients = c;
-        ctl->n_clients++;
     }
 }
 
@@ -867,7 +871,7 @@ void control_transition(struct daemon *d, struct node *node)
     for (struct client *c = d->control->clients; c; c = next) {
         next = c->next;
         if (c->phase != PHASE_WAITING || c->wait == WAIT_SHUTDOWN || c->wait == WAIT_RELOAD ||
-            c->wait == WAIT_UPGRADE)
+            c->wait == WAIT_UPGRADE || c->wait == WAIT_REEXEC)
             continue;
         bool concerned = d->core.shutting_down;
         for (size_t i = 0; i < c->n_waited && !concerned; i++)
@@ -901,6 +905,68 @@ void control_upgrade_settled(struct daemon *d, struct node *node, int exit, cons
     }
 }
 
+void control_reexec_failed(struct daemon *d, const char *why)
+{
+    if (!d->control)
+        return;
+    struct client *next;
+    for (struct client *c = d->control->clients; c; c = next) {
+        next = c->next;
+        if (c->phase == PHASE_WAITING && c->wait == WAIT_REEXEC)
+            client_result(c, CONTROL_EXIT_FAILED, NULL, why);
+    }
+}
+
+void control_save(struct daemon *d, struct state_out *out)
+{
+    struct control *ctl = d->control;
+    st_record(out, "control");
+    st_fd(out, ctl->fd);
+    st_end(out);
+    /* The clients that asked for the re-exec get their answer from the next
+     * arbord; every other connection closes with the exec. */
+    for (struct client *c = ctl->clients; c; c = c->next) {
+        if (c->phase != PHASE_WAITING || c->wait != WAIT_REEXEC || c->dead)
+            continue;
+        st_record(out, "reexec-client");
+        st_fd(out, c->io.fd);
+        st_int(out, (long long)c->uid);
+        st_end(out);
+    }
+}
+
+static struct client *client_add(struct daemon *d, int fd, uid_t uid)
+{
+    struct control *ctl = d->control;
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->d = d;
+    c->uid = uid;
+    c->privileged = uid == 0 || uid == geteuid();
+    ev_io_init(&c->io, on_client_io, fd, EV_READ);
+    ev_io_start(d->loop, &c->io);
+    ev_timer_init(&c->timer, on_client_timer, CONTROL_REQUEST_TIMEOUT, 0.0);
+    ev_timer_start(d->loop, &c->timer);
+    c->next = ctl->clients;
+    if (ctl->clients)
+        ctl->clients->prev = c;
+    ctl->clients = c;
+    ctl->n_clients++;
+    return c;
+}
+
+void control_answer_reexec(struct daemon *d, int fd, uid_t uid, const char *message)
+{
+    struct client *c = client_add(d, fd, uid);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->phase = PHASE_WAITING;
+    client_result(c, CONTROL_EXIT_OK, message, NULL);
+}
+
 void control_forget(struct daemon *d, struct node *node)
 {
     if (!d->control)
@@ -929,6 +995,11 @@ void control_forget(struct daemon *d, struct node *node)
 
 int control_open(struct daemon *d)
 {
+    return control_open_fd(d, -1);
+}
+
+int control_open_fd(struct daemon *d, int inherited)
+{
     struct control *ctl = calloc(1, sizeof(*ctl));
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (!ctl)
@@ -943,6 +1014,11 @@ int control_open(struct daemon *d)
         goto fail;
     }
     strcpy(addr.sun_path, ctl->path);
+    if (inherited >= 0) { /* a re-exec: bound and listening already */
+        ctl->fd = inherited;
+        fcntl(ctl->fd, F_SETFD, FD_CLOEXEC);
+        goto listening;
+    }
     ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (ctl->fd < 0) {
         error = -errno;
@@ -955,6 +1031,7 @@ int control_open(struct daemon *d)
         close(ctl->fd);
         goto fail;
     }
+listening:
     ev_io_init(&ctl->io, on_accept, ctl->fd, EV_READ);
     ctl->io.data = d;
     ev_io_start(d->loop, &ctl->io);

@@ -27,6 +27,8 @@ struct service_os;
 
 /* Bind RUNTIME/control.sock and start accepting. Returns 0 or -errno. */
 int control_open(struct daemon *d);
+/* The same with the listening socket a re-exec inherited (or -1). */
+int control_open_fd(struct daemon *d, int inherited);
 /* Answer clients waiting for the shutdown, drop the rest, unlink. */
 void control_close(struct daemon *d);
 
@@ -39,6 +41,13 @@ void control_output(struct daemon *d, struct service_os *svc, pid_t pid, msec_t 
 void control_reload_settled(struct daemon *d);
 /* An upgrade of `node` ended: answer the client that asked for it. */
 void control_upgrade_settled(struct daemon *d, struct node *node, int exit, const char *message);
+/* Re-exec (reexec.h): the check failed, answer the clients that asked. */
+void control_reexec_failed(struct daemon *d, const char *why);
+/* Write the listening socket and the waiting clients to the state. */
+struct state_out;
+void control_save(struct daemon *d, struct state_out *out);
+/* In the next arbord: answer a client that asked for the re-exec. */
+void control_answer_reexec(struct daemon *d, int fd, uid_t uid, const char *message);
 /* A node is about to be freed (reload): forget every reference to it. */
 void control_forget(struct daemon *d, struct node *node);
 

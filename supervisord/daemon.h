@@ -23,6 +23,8 @@ struct mailbox;
 struct control;
 struct reload;
 struct upgrade;
+struct reexec;
+struct mailbox_settings;
 struct listen_socket;
 struct stored_fd;
 
@@ -64,6 +66,7 @@ struct daemon {
     struct control *control;  /* the control socket and its clients */
     struct reload *reload;    /* a reload under way, or NULL */
     struct upgrade *upgrades; /* upgrades under way (upgrade.h) */
+    struct reexec *reexec;    /* a re-exec being checked, or just done (reexec.h) */
     char reload_summary[160];
     ev_child child_watcher;
     ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_usr1, sig_usr2;
@@ -78,6 +81,17 @@ struct service_os *service_by_pid(struct daemon *d, pid_t pid);
 bool is_main_pid(pid_t pid, void *ctx);
 /* "exit status 3", "killed by SIGKILL", "no exit status". */
 void describe_exit(struct exit_status status, char *buf, size_t size);
+
+/* A service's OS state with its watchers initialised and nothing opened
+ * (service_setup() and a re-exec's restore). NULL on ENOMEM. */
+struct service_os *service_alloc(struct daemon *d, struct node *node, const struct unit *unit);
+/* Arm (when > 0) or disarm the service's one timer, in core time. */
+void service_arm_timer(struct service_os *svc, msec_t when);
+/* Capture the output pipe `fd` of one of the service's processes. */
+struct output_stream *service_output_open(struct daemon *d, struct service_os *svc, pid_t pid,
+                                          int fd);
+/* The mailbox settings a unit asks for. */
+void mailbox_settings_of(const struct unit *unit, struct mailbox_settings *ret);
 
 /* Create a service's OS state (notify socket, timers) / free it and drop
  * every reference to it (pid table, output streams). */

@@ -38,6 +38,8 @@
 #include "reload.h"
 #include "service_fds.h"
 #include "upgrade.h"
+#include "reexec.h"
+#include "state.h"
 
 msec_t now_ms(void)
 {
@@ -120,7 +122,7 @@ static void on_status_pipe(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- timers ---- */
 
-static void arm_timer(struct service_os *svc, msec_t when)
+void service_arm_timer(struct service_os *svc, msec_t when)
 {
     struct ev_loop *loop = svc->daemon->loop;
     ev_timer_stop(loop, &svc->timer);
@@ -135,7 +137,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct service_os *svc = w->data;
     if (svc->node->deadline > now_ms()) {
-        arm_timer(svc, svc->node->deadline); /* woke a little early */
+        service_arm_timer(svc, svc->node->deadline); /* woke a little early */
         return;
     }
     core_post_deadline(&svc->daemon->core, svc->node);
@@ -158,6 +160,12 @@ static void service_output_line(void *ctx, pid_t pid, const char *line, size_t l
     if (svc->logs)
         log_ring_append(svc->logs, pid, when, line, len);
     control_output(svc->daemon, svc, pid, when, line, len);
+}
+
+struct output_stream *service_output_open(struct daemon *d, struct service_os *svc, pid_t pid,
+                                          int fd)
+{
+    return output_open(d->loop, svc->node->name, pid, fd, service_output_line, svc);
 }
 
 /* ---- core ops ---- */
@@ -237,9 +245,7 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
         goto out;
     }
     ret->pid = pid;
-    ret->output = out[0] >= 0
-                      ? output_open(d->loop, node->name, pid, out[0], service_output_line, svc)
-                      : NULL;
+    ret->output = out[0] >= 0 ? service_output_open(d, svc, pid, out[0]) : NULL;
     error = 0;
 out:
     env_free(&env);
@@ -290,7 +296,7 @@ static void op_kill_all(void *ctx, struct node *node)
 static void op_set_deadline(void *ctx, struct node *node, msec_t when)
 {
     if (node->kind == NODE_SERVICE)
-        arm_timer(node->os, when);
+        service_arm_timer(node->os, when);
 }
 
 static void log_stopping(struct node *node)
@@ -415,7 +421,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     struct daemon *d = w->data;
     pid_t pid = w->rpid;
     int status = w->rstatus;
-    if (upgrade_child_exited(d, pid, status)) {
+    if (reexec_child_exited(d, pid, status) || upgrade_child_exited(d, pid, status)) {
         run_core(d);
         return;
     }
@@ -498,16 +504,17 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- setting up and tearing down services ---- */
 
-int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
+struct service_os *service_alloc(struct daemon *d, struct node *node, const struct unit *unit)
 {
     struct service_os *svc = calloc(1, sizeof(*svc));
     if (!svc)
-        return -ENOMEM;
+        return NULL;
     svc->node = node;
     svc->unit = unit;
     svc->daemon = d;
     svc->cgroup = -1;
     ev_io_init(&svc->notify_io, on_notify, -1, EV_READ);
+    svc->notify_io.data = svc;
     node->os = svc;
     ev_timer_init(&svc->timer, on_timer, 0.0, 0.0);
     svc->timer.data = svc;
@@ -515,7 +522,17 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     svc->status_io.data = svc;
     ev_io_init(&svc->main_pidfd, on_main_pidfd, -1, EV_READ);
     svc->main_pidfd.data = svc;
-    if (asprintf(&svc->notify_path, "%s/notify/%s", d->options->runtime_dir, node->name) < 0)
+    if (asprintf(&svc->notify_path, "%s/notify/%s", d->options->runtime_dir, node->name) < 0) {
+        svc->notify_path = NULL;
+        return NULL; /* freed with the tree's services */
+    }
+    return svc;
+}
+
+int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
+{
+    struct service_os *svc = service_alloc(d, node, unit);
+    if (!svc)
         return -ENOMEM;
     int fd = notify_socket_open(svc->notify_path);
     if (fd < 0) {
@@ -524,13 +541,12 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
         return fd;
     }
     ev_io_set(&svc->notify_io, fd, EV_READ);
-    svc->notify_io.data = svc;
     ev_io_start(d->loop, &svc->notify_io);
     service_refresh(d, svc);
     return 0;
 }
 
-static void mailbox_settings_of(const struct unit *unit, struct mailbox_settings *ret)
+void mailbox_settings_of(const struct unit *unit, struct mailbox_settings *ret)
 {
     ret->capacity = unit->mailbox_capacity;
     ret->owner = unit->uid != (uid_t)-1 ? unit->uid : geteuid();
@@ -639,7 +655,8 @@ static int make_runtime_dirs(const char *runtime)
     return 0;
 }
 
-int daemon_run(const struct daemon_options *options, struct unit_set *units)
+int daemon_run(const struct daemon_options *options, struct unit_set *units,
+               struct state_in *restore)
 {
     struct daemon d = {.options = options, .exit_status = 1};
     /* The set is ours from now on: a reload replaces it. */
@@ -660,16 +677,20 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
         return 1;
     }
     log_attach(d.loop);
-    procs_init(options->no_cgroups);
+    if (!restore)
+        procs_init(options->no_cgroups);
     d.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     d.root = unit_build_tree(d.units);
     if (d.devnull < 0 || !d.root) {
         log_msg(LOG_ERR, "out of memory");
         return 1;
     }
-    if (setup_tree(&d, d.root) < 0 || collect_services(&d) < 0)
+    if (restore) {
+        if (reexec_restore(&d, restore) < 0)
+            goto out;
+    } else if (setup_tree(&d, d.root) < 0 || collect_services(&d) < 0) {
         goto out;
-    if ((r = control_open(&d)) < 0) {
+    } else if ((r = control_open(&d)) < 0) {
         log_msg(LOG_ERR, "cannot create the control socket in %s: %s", options->runtime_dir,
                 strerror(-r));
         goto out;
@@ -697,8 +718,16 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units)
     ev_feed_signal_event(d.loop, SIGCHLD);
 
     core_init(&d.core, d.root, &daemon_ops, &d);
-    log_msg(LOG_INFO, "starting %zu services from %s", d.n_services, options->unit_dir);
-    core_start_tree(&d.core);
+    if (restore) {
+        /* Blocked across the exec: the handlers exist now. */
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        reexec_resume(&d);
+    } else {
+        log_msg(LOG_INFO, "starting %zu services from %s", d.n_services, options->unit_dir);
+        core_start_tree(&d.core);
+    }
     run_core(&d);
     if (!d.ended)
         ev_run(d.loop, 0);

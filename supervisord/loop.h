@@ -17,11 +17,18 @@ struct daemon_options {
     const char *runtime_dir;
     bool verbose;
     bool no_cgroups;
-    bool init; /* PID 1 (or --init): after the tree, kill what is left in the namespace */
+    bool init;         /* PID 1 (or --init): after the tree, kill what is left in the namespace */
+    const char *exe;   /* the binary arbord was started from, for reexec; NULL if unknown */
+    char *const *argv; /* the command line to re-execute with (without --state-fd) */
+    int lock_fd;       /* the runtime lock, carried over a re-exec */
 };
 
+struct state_in;
+
 /* Run the tree from a validated unit set until it ends. Returns arbord's
- * exit status. Takes ownership of `units`. */
-int daemon_run(const struct daemon_options *options, struct unit_set *units);
+ * exit status. Takes ownership of `units`. With `restore` (a re-exec), the
+ * tree is not started but taken over as the state describes it. */
+int daemon_run(const struct daemon_options *options, struct unit_set *units,
+               struct state_in *restore);
 
 #endif

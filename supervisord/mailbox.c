@@ -17,6 +17,7 @@
 
 #include "mailbox.h"
 #include "os/log.h"
+#include "state.h"
 
 /* How much arbord may have written into an instance's socketpair and not
  * yet seen read; the rest waits in the backlog. */
@@ -441,4 +442,75 @@ void mailbox_get_stats(const struct mailbox *mb, struct mailbox_stats *ret)
         ret->socket_bytes = (uint64_t)bytes;
     else if (!mb->forwarding && ioctl(mb->public_fd, SIOCINQ, &bytes) == 0)
         ret->socket_bytes = (uint64_t)bytes;
+}
+
+/* ---- re-exec ---- */
+
+void mailbox_save(const struct mailbox *mb, struct state_out *out)
+{
+    st_fd(out, mb->public_fd);
+    st_fd(out, mb->pair_service);
+    st_fd(out, mb->pair_arbord);
+    st_int(out, mb->running);
+    st_int(out, mb->forwarding);
+    st_int(out, (long long)mb->kept);
+    st_int(out, (long long)mb->forwarded);
+    st_int(out, (long long)mb->reclaimed);
+    st_int(out, (long long)mb->count);
+    st_end(out);
+    for (const struct message *m = mb->head; m; m = m->next) {
+        st_record(out, "message");
+        st_bytes(out, m->data, m->len);
+        st_end(out);
+    }
+}
+
+struct mailbox *mailbox_restore(struct ev_loop *loop, const char *path, const char *name,
+                                const struct mailbox_settings *settings, struct state_in *in)
+{
+    struct mailbox *mb = calloc(1, sizeof(*mb));
+    if (!mb || !(mb->path = strdup(path)) || !(mb->name = strdup(name))) {
+        if (mb)
+            free(mb->path);
+        free(mb);
+        st_fail(in, "out of memory");
+        return NULL;
+    }
+    mb->loop = loop;
+    mb->settings = *settings;
+    mb->public_fd = st_get_fd(in);
+    mb->pair_service = st_get_fd(in);
+    mb->pair_arbord = st_get_fd(in);
+    mb->running = st_get_int(in) != 0;
+    mb->forwarding = st_get_int(in) != 0;
+    mb->kept = (uint64_t)st_get_int(in);
+    mb->forwarded = (uint64_t)st_get_int(in);
+    mb->reclaimed = (uint64_t)st_get_int(in);
+    long long count = st_get_int(in);
+    st_get_end(in);
+    for (long long i = 0; i < count && st_next(in); i++) {
+        size_t len;
+        char *data = strcmp(in->key, "message") == 0 ? st_get_str(in, &len) : NULL;
+        st_get_end(in);
+        struct message *m = data ? malloc(sizeof(*m) + len) : NULL;
+        if (m) {
+            m->len = (uint32_t)len;
+            memcpy(m->data, data, len);
+            push_back(mb, m);
+        } else {
+            st_fail(in, "expected a message");
+        }
+        free(data);
+    }
+    ev_io_init(&mb->public_io, on_public, mb->public_fd, EV_READ);
+    mb->public_io.data = mb;
+    if (mb->pair_arbord >= 0) {
+        ev_io_init(&mb->pair_io, on_pair_writable, mb->pair_arbord, EV_WRITE);
+        mb->pair_io.data = mb;
+    }
+    update_watchers(mb);
+    if (mb->forwarding)
+        forward(mb);
+    update_watchers(mb);
+    return mb;
 }

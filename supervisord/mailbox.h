@@ -77,4 +77,13 @@ void mailbox_instance_ended(struct mailbox *mb);
 
 void mailbox_get_stats(const struct mailbox *mb, struct mailbox_stats *ret);
 
+/* Re-exec (reexec.h): write the rest of a "mailbox" record (fds, state,
+ * totals) and one "message" record per message arbord holds; read them
+ * back in the next arbord. NULL when the state is bad. */
+struct state_out;
+struct state_in;
+void mailbox_save(const struct mailbox *mb, struct state_out *out);
+struct mailbox *mailbox_restore(struct ev_loop *loop, const char *path, const char *name,
+                                const struct mailbox_settings *settings, struct state_in *in);
+
 #endif

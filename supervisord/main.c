@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "reexec.h"
+#include "state.h"
 #include "os/log.h"
 #include "unit/unit.h"
 
@@ -56,6 +58,7 @@ static void usage(FILE *out)
 struct options {
     struct daemon_options daemon;
     bool check;
+    int state_fd; /* --state-fd: a re-exec's state (reexec.h), else -1 */
     char runtime_buf[PATH_MAX];
 };
 
@@ -70,6 +73,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"state-fd", required_argument, NULL, 'S'}, /* internal: reexec */
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -99,6 +103,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'V':
             printf("arbord %s\n", ARBOR_VERSION);
             exit(0);
+        case 'S':
+            o->state_fd = atoi(optarg);
+            break;
         default:
             usage(stderr);
             return -1;
@@ -140,14 +147,17 @@ static void report_diagnostics(const struct diagnostics *diag)
 }
 
 /* The process arbord must be before the first fork. */
-static void prepare_process(void)
+static void prepare_process(bool reexec)
 {
     /* libev never unblocks a signal blocked at start: begin from an empty
-     * mask. SIGPIPE would kill us on a closed log reader: ignore it (the
-     * children get default dispositions back in spawn.c). */
+     * mask. (After a re-exec everything stays blocked until the handlers
+     * exist; daemon_run() unblocks.) SIGPIPE would kill us on a closed log
+     * reader: ignore it (the children get default dispositions back in
+     * spawn.c). */
     sigset_t empty;
     sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
+    if (!reexec)
+        sigprocmask(SIG_SETMASK, &empty, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* A terminal's job control must never stop the supervisor (nor, as
      * PID 1, could anything resume it). Children get defaults back. */
@@ -194,15 +204,54 @@ static int lock_runtime(const char *runtime)
     return fd; /* kept open, so locked, until exit */
 }
 
+/* What `arborctl reexec` executes again: the binary's path as it was at
+ * start (a newer file may be put there meanwhile), and our command line
+ * without a previous --state-fd. */
+static void remember_command(int argc, char **argv, struct options *o)
+{
+    static char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0 && (exe[n] = '\0', strstr(exe, " (deleted)") == NULL))
+        o->daemon.exe = exe;
+    char **copy = calloc((size_t)argc + 1, sizeof(*copy));
+    int k = 0;
+    for (int i = 0; copy && i < argc; i++) {
+        if (strcmp(argv[i], "--state-fd") == 0 && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--state-fd=", 11) == 0)
+            continue;
+        copy[k++] = argv[i];
+    }
+    o->daemon.argv = copy;
+}
+
+/* After a re-exec: the units come from the state, not the directory. */
+static int load_units(struct options *o, struct unit_set *units, struct diagnostics *diag,
+                      struct state_in *state)
+{
+    if (o->state_fd < 0)
+        return unit_load_dir(o->daemon.unit_dir, units, diag);
+    state->f = fdopen(o->state_fd, "r");
+    if (!state->f) {
+        diag_add(diag, NULL, 0, "re-exec state: fd %d: %s", o->state_fd, strerror(errno));
+        return -1;
+    }
+    return reexec_read_units(state, units, diag, &o->daemon.lock_fd);
+}
+
 int main(int argc, char **argv)
 {
-    struct options o = {0};
+    struct options o = {.state_fd = -1, .daemon = {.lock_fd = -1}};
     if (parse_options(argc, argv, &o) < 0)
         return EXIT_USAGE;
+    remember_command(argc, argv, &o);
 
     struct unit_set units = {0};
     struct diagnostics diag = {0};
-    int loaded = unit_load_dir(o.daemon.unit_dir, &units, &diag);
+    struct state_in state = {0};
+    int loaded = load_units(&o, &units, &diag, &state);
     if (o.check) {
         if (loaded == 0) {
             struct node *root = unit_build_tree(&units);
@@ -227,19 +276,23 @@ int main(int argc, char **argv)
     log_init(o.daemon.verbose);
     if (getpid() == 1)
         o.daemon.init = true;
-    prepare_process();
-    int lock = lock_runtime(o.daemon.runtime_dir);
+    prepare_process(state.f != NULL);
+    int lock = state.f ? o.daemon.lock_fd : lock_runtime(o.daemon.runtime_dir);
     if (lock < 0) {
         unit_set_free(&units);
         return EXIT_ROOT_FAILED;
     }
+    o.daemon.lock_fd = lock;
     /* Socket paths handed to services (NOTIFY_SOCKET) must be absolute. */
     char runtime[PATH_MAX];
     if (realpath(o.daemon.runtime_dir, runtime))
         o.daemon.runtime_dir = runtime;
-    int status = daemon_run(&o.daemon, &units);
+    int status = daemon_run(&o.daemon, &units, state.f ? &state : NULL);
+    if (state.f)
+        fclose(state.f);
     unit_set_free(&units);
     close(lock);
+    free((void *)o.daemon.argv);
     log_flush();
     return status;
 }

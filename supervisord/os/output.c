@@ -179,3 +179,15 @@ void output_close_all(struct ev_loop *loop)
     while (streams)
         output_close(loop, streams);
 }
+
+void output_visit(output_visit_fn visit, void *ctx)
+{
+    for (struct output_stream *s = streams; s; s = s->next)
+        visit(ctx, s->unit, s->pid, s->io.fd, s->sink != NULL, s->partial, s->partial_len);
+}
+
+void output_restore_partial(struct output_stream *s, const char *partial, size_t len)
+{
+    if (s && len > 0)
+        keep_partial(s, partial, len);
+}

@@ -9,6 +9,7 @@
 #ifndef ARBOR_OUTPUT_H
 #define ARBOR_OUTPUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -30,5 +31,13 @@ void output_detach(void *ctx);
 void output_close(struct ev_loop *loop, struct output_stream *stream);
 /* Streams still open (for shutdown). */
 void output_close_all(struct ev_loop *loop);
+
+/* Re-exec: visit every open stream (its unit, pid, fd, whether it still
+ * has a sink, and its unfinished line); then the next arbord reopens each
+ * with output_open() and gives it back its unfinished line. */
+typedef void (*output_visit_fn)(void *ctx, const char *unit, pid_t pid, int fd, bool attached,
+                                const char *partial, size_t partial_len);
+void output_visit(output_visit_fn visit, void *ctx);
+void output_restore_partial(struct output_stream *stream, const char *partial, size_t len);
 
 #endif

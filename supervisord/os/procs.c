@@ -105,6 +105,23 @@ fallback:
     return false;
 }
 
+void procs_adopt(bool enabled, const char *base, const char *relative)
+{
+    cg.enabled = enabled && base && relative && strlen(base) < sizeof(cg.base) &&
+                 strlen(relative) < sizeof(cg.relative);
+    if (cg.enabled) {
+        strcpy(cg.base, base);
+        strcpy(cg.relative, relative);
+    }
+}
+
+bool procs_describe(const char **ret_base, const char **ret_relative)
+{
+    *ret_base = cg.base;
+    *ret_relative = cg.relative;
+    return cg.enabled;
+}
+
 static void kill_cgroup(int dir_fd);
 static void kill_adopted_orphans(void);
 

@@ -21,6 +21,11 @@
 /* Find cgroup v2 and create arbord's own group. Returns true when services
  * will get cgroups; `disable` forces the process-tree fallback. */
 bool procs_init(bool disable);
+/* After a re-exec: take over the group the previous arbord made (its
+ * absolute path and the path /proc/PID/cgroup shows), or none. */
+void procs_adopt(bool enabled, const char *base, const char *relative);
+/* The same, for handing over: false when there are no cgroups. */
+bool procs_describe(const char **ret_base, const char **ret_relative);
 bool procs_have_cgroups(void);
 /* Remove the cgroups arbord made (empty ones; at exit). */
 void procs_cleanup(void);

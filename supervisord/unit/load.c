@@ -402,6 +402,26 @@ int unit_load_dir(const char *dir, struct unit_set *set, struct diagnostics *dia
     return diag_problems(diag) > start ? -1 : 0;
 }
 
+static int load_unit_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct unit *const *)a)->name, (*(struct unit *const *)b)->name);
+}
+
+int unit_set_validate(struct unit_set *set, struct diagnostics *diag)
+{
+    size_t start = diag_problems(diag);
+    if (set->count > 1)
+        qsort(set->units, set->count, sizeof(*set->units), load_unit_cmp);
+    for (size_t i = 1; i < set->count; i++)
+        if (strcmp(set->units[i]->name, set->units[i - 1]->name) == 0)
+            diag_add(diag, set->units[i]->path, 0, "the name %s is used twice",
+                     set->units[i]->name);
+    struct unit *root = unit_set_find(set, "root");
+    set->explicit_root = root && root->kind == NODE_SUPERVISOR;
+    load_validate(set, diag);
+    return diag_problems(diag) > start ? -1 : 0;
+}
+
 /* ---- the core tree ------------------------------------------------------ */
 
 /* Build the node of unit `u` and, recursively, its children. `built`

@@ -401,11 +401,16 @@ static FILE *parse_open(const char *path, struct diagnostics *diag)
 struct unit *unit_parse_file(const char *path, const char *name, enum node_kind kind,
                              struct diagnostics *diag)
 {
+    FILE *file = parse_open(path, diag);
+    return file ? unit_parse_stream(file, path, name, kind, diag) : NULL;
+}
+
+struct unit *unit_parse_stream(FILE *file, const char *path, const char *name, enum node_kind kind,
+                               struct diagnostics *diag)
+{
     struct parse_ctx ctx = {.path = path, .diag = diag, .diag_start = diag_problems(diag)};
 
-    ctx.file = parse_open(path, diag);
-    if (!ctx.file)
-        return NULL;
+    ctx.file = file;
     ctx.unit = unit_new(path, name, kind);
     ctx.line = malloc(UNIT_LINE_MAX + 2);
     if (!ctx.unit || !ctx.line) {

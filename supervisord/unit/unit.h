@@ -96,12 +96,19 @@ struct unit_set {
  * when the file could not be read at all (also reported in `diag`). */
 struct unit *unit_parse_file(const char *path, const char *name, enum node_kind kind,
                              struct diagnostics *diag);
+/* The same from an open stream (closed before returning); `path` names
+ * it in messages and becomes unit->path. */
+struct unit *unit_parse_stream(FILE *file, const char *path, const char *name,
+                               enum node_kind kind, struct diagnostics *diag);
 void unit_free(struct unit *unit);
 
 /* Read every unit in `dir` and validate the set. Returns 0 when the set is
  * valid, -1 when `diag` holds problems; `set` is filled in either case. */
 int unit_load_dir(const char *dir, struct unit_set *set, struct diagnostics *diag);
 void unit_set_free(struct unit_set *set);
+/* Validate a set built unit by unit (a re-exec's, from unit_parse_stream()),
+ * as unit_load_dir() does: sorts it by name first. 0, or -1 with `diag`. */
+int unit_set_validate(struct unit_set *set, struct diagnostics *diag);
 struct unit *unit_set_find(const struct unit_set *set, const char *name);
 
 /* Build the core tree of a valid set: root.supervisor, or an implicit
