@@ -50,7 +50,7 @@ _arborctl()
         cword=$COMP_CWORD
     fi
 
-    local commands="status start stop restart kill reload logs wait send mailbox shutdown help"
+    local commands="status start stop restart kill reload upgrade reexec logs wait send mailbox shutdown help"
     local global_opts="-r --runtime --json -h --help -V --version"
 
     # The values of options first ("--runtime=DIR" arrives as three words).
@@ -106,12 +106,12 @@ _arborctl()
         logs) opts+=" -f --follow -n --lines" units=service one=1 ;;
         wait) opts+=" --timeout" units=all one=1 ;;
         send) opts+=" --no-block" units=service one=1 ;;
-        mailbox) units=service one=1 ;;
+        mailbox | upgrade) units=service one=1 ;;
         help)
             ((cword == command_at + 1)) && mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
             return
             ;;
-        reload | shutdown) ;;
+        reload | reexec | shutdown) ;;
         *) return ;;
     esac
 
