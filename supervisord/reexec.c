@@ -265,6 +265,10 @@ static void set_cloexec(const int *fds, size_t n, bool on)
 static void exec_now(struct daemon *d)
 {
     char why[512];
+    if (d->upgrades || reload_in_progress(d) || d->core.shutting_down) {
+        fail(d, "an upgrade, a reload or the shutdown began meanwhile");
+        return;
+    }
     struct state_out out = {0};
     int state = write_state(d, &out, why, sizeof(why));
     if (state < 0) {
