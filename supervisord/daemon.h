@@ -28,17 +28,22 @@ struct mailbox_settings;
 struct listen_socket;
 struct stored_fd;
 
+struct main_pid_watch {
+    ev_io io; /* its pidfd: readable once it has exited */
+    pid_t pid;
+};
+
 struct service_os {
     struct node *node;
     const struct unit *unit;
     struct daemon *daemon;
-    ev_timer timer;
     ev_io notify_io;
-    ev_io status_io;  /* the spawn status pipe of the instance being started */
-    ev_io main_pidfd; /* a MAINPID= that is not our child: a pidfd tells us it died */
-    pid_t main_pid_watched;
-    char *notify_path;
-    char *status_text;       /* last STATUS= */
+    /* Allocated only while needed (most services, most of the time, have
+     * none of them): */
+    ev_timer *timer;                   /* the node's deadline */
+    ev_io *status_io;                  /* the spawn status pipe of the instance being started */
+    struct main_pid_watch *main_watch; /* a MAINPID= that is not our child (a pidfd) */
+    char *status_text;                 /* last STATUS= */
     struct log_ring *logs;   /* recent output, for arborctl logs; NULL until the first line */
     struct mailbox *mailbox; /* Mailbox=yes, else NULL */
     struct output_stream *output;
@@ -85,6 +90,10 @@ void describe_exit(struct exit_status status, char *buf, size_t size);
 /* A service's OS state with its watchers initialised and nothing opened
  * (service_setup() and a re-exec's restore). NULL on ENOMEM. */
 struct service_os *service_alloc(struct daemon *d, struct node *node, const struct unit *unit);
+/* RUNTIME/notify/NAME, the service's notify socket. */
+void service_notify_path(const struct service_os *svc, char *buf, size_t size);
+/* Watch the spawn status pipe `fd` of the instance being started. */
+int service_watch_status(struct service_os *svc, int fd);
 /* Arm (when > 0) or disarm the service's one timer, in core time. */
 void service_arm_timer(struct service_os *svc, msec_t when);
 /* Capture the output pipe `fd` of one of the service's processes. */
@@ -117,7 +126,9 @@ int collect_services(struct daemon *d);
 
 /* service_notify.c */
 void on_notify(struct ev_loop *loop, ev_io *w, int revents);
-void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents);
+/* Watch `fd`, a pidfd of `pid`, the service's main process (not our
+ * child). Returns 0 or -ENOMEM. */
+int watch_main_pidfd(struct service_os *svc, pid_t pid, int fd);
 void drain_notify(struct service_os *svc, int limit);
 void close_main_pidfd(struct service_os *svc);
 

@@ -90,18 +90,19 @@ void describe_exit(struct exit_status status, char *buf, size_t size)
 
 static void close_status_pipe(struct service_os *svc)
 {
-    if (svc->status_io.fd < 0)
+    if (!svc->status_io)
         return;
-    ev_io_stop(svc->daemon->loop, &svc->status_io);
-    close(svc->status_io.fd);
-    ev_io_set(&svc->status_io, -1, EV_READ);
+    ev_io_stop(svc->daemon->loop, svc->status_io);
+    close(svc->status_io->fd);
+    free(svc->status_io);
+    svc->status_io = NULL;
 }
 
 /* Learn whether exec worked. Returns true once the answer is known. */
 static bool check_status_pipe(struct service_os *svc)
 {
     struct spawn_failure failure;
-    int r = spawn_read_status(svc->status_io.fd, &failure);
+    int r = spawn_read_status(svc->status_io->fd, &failure);
     if (r == -EAGAIN)
         return false;
     if (r == 1)
@@ -120,17 +121,45 @@ static void on_status_pipe(struct ev_loop *loop, ev_io *w, int revents)
     run_core(svc->daemon);
 }
 
+/* Watchers that most services need only now and then are allocated when
+ * needed: thousands of services each carry a pointer, not a watcher. */
+int service_watch_status(struct service_os *svc, int fd)
+{
+    svc->status_io = malloc(sizeof(*svc->status_io));
+    if (!svc->status_io)
+        return -ENOMEM;
+    ev_io_init(svc->status_io, on_status_pipe, fd, EV_READ);
+    svc->status_io->data = svc;
+    ev_io_start(svc->daemon->loop, svc->status_io);
+    return 0;
+}
+
 /* ---- timers ---- */
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 void service_arm_timer(struct service_os *svc, msec_t when)
 {
     struct ev_loop *loop = svc->daemon->loop;
-    ev_timer_stop(loop, &svc->timer);
-    if (when <= 0)
+    if (svc->timer)
+        ev_timer_stop(loop, svc->timer);
+    if (when <= 0) {
+        free(svc->timer);
+        svc->timer = NULL;
         return;
+    }
+    if (!svc->timer) {
+        svc->timer = malloc(sizeof(*svc->timer));
+        if (!svc->timer) {
+            log_unit(LOG_ERR, svc->node->name, "out of memory: a deadline is not armed");
+            return;
+        }
+        ev_timer_init(svc->timer, on_timer, 0.0, 0.0);
+        svc->timer->data = svc;
+    }
     msec_t delay = when - now_ms() + 1;
-    ev_timer_set(&svc->timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
-    ev_timer_start(loop, &svc->timer);
+    ev_timer_set(svc->timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
+    ev_timer_start(loop, svc->timer);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -140,6 +169,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         service_arm_timer(svc, svc->node->deadline); /* woke a little early */
         return;
     }
+    free(svc->timer); /* fired: the core arms a new one if it wants */
+    svc->timer = NULL;
     core_post_deadline(&svc->daemon->core, svc->node);
     run_core(svc->daemon);
 }
@@ -185,7 +216,9 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
         log_unit(LOG_ERR, node->name, "cannot start: %s", why);
         return error;
     }
-    if ((error = env_build(&env, unit, d->options->runtime_dir, svc->notify_path, passed.names,
+    char notify_path[PATH_MAX];
+    service_notify_path(svc, notify_path, sizeof(notify_path));
+    if ((error = env_build(&env, unit, d->options->runtime_dir, notify_path, passed.names,
                            passed.n)) < 0) {
         log_unit(LOG_ERR, node->name, "cannot start: %s", env.error);
         goto out;
@@ -267,8 +300,12 @@ static int op_spawn(void *ctx, struct node *node)
     }
     svc->pgid = inst.pid;
     pidmap_put(&d->pids, inst.pid, svc);
-    ev_io_set(&svc->status_io, inst.status_fd, EV_READ);
-    ev_io_start(d->loop, &svc->status_io);
+    if (service_watch_status(svc, inst.status_fd) < 0) {
+        /* Without the pipe we cannot tell when exec worked: assume it did. */
+        close(inst.status_fd);
+        if (svc->unit->config.type == SERVICE_EXEC)
+            core_post_ready(&d->core, node);
+    }
     svc->output = inst.output;
     if (node->restarts > 0 && node->started_once)
         log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)inst.pid,
@@ -433,7 +470,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     /* Settle what the process said before it died: whether exec worked,
      * and its last notify messages (READY=1 just before exiting counts). */
-    if (svc->status_io.fd >= 0)
+    if (svc->status_io)
         check_status_pipe(svc);
     drain_notify(svc, 1024);
     if (svc->node->pid != pid) {
@@ -504,6 +541,12 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- setting up and tearing down services ---- */
 
+/* RUNTIME/notify/NAME: computed, not stored (thousands of services). */
+void service_notify_path(const struct service_os *svc, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/notify/%s", svc->daemon->options->runtime_dir, svc->node->name);
+}
+
 struct service_os *service_alloc(struct daemon *d, struct node *node, const struct unit *unit)
 {
     struct service_os *svc = calloc(1, sizeof(*svc));
@@ -516,16 +559,6 @@ struct service_os *service_alloc(struct daemon *d, struct node *node, const stru
     ev_io_init(&svc->notify_io, on_notify, -1, EV_READ);
     svc->notify_io.data = svc;
     node->os = svc;
-    ev_timer_init(&svc->timer, on_timer, 0.0, 0.0);
-    svc->timer.data = svc;
-    ev_io_init(&svc->status_io, on_status_pipe, -1, EV_READ);
-    svc->status_io.data = svc;
-    ev_io_init(&svc->main_pidfd, on_main_pidfd, -1, EV_READ);
-    svc->main_pidfd.data = svc;
-    if (asprintf(&svc->notify_path, "%s/notify/%s", d->options->runtime_dir, node->name) < 0) {
-        svc->notify_path = NULL;
-        return NULL; /* freed with the tree's services */
-    }
     return svc;
 }
 
@@ -534,9 +567,11 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
     struct service_os *svc = service_alloc(d, node, unit);
     if (!svc)
         return -ENOMEM;
-    int fd = notify_socket_open(svc->notify_path);
+    char notify_path[PATH_MAX];
+    service_notify_path(svc, notify_path, sizeof(notify_path));
+    int fd = notify_socket_open(notify_path);
     if (fd < 0) {
-        log_unit(LOG_ERR, node->name, "cannot create notify socket %s: %s", svc->notify_path,
+        log_unit(LOG_ERR, node->name, "cannot create notify socket %s: %s", notify_path,
                  strerror(-fd));
         return fd;
     }
@@ -591,17 +626,18 @@ void service_teardown(struct daemon *d, struct service_os *svc)
     service_fds_close(svc);
     log_ring_free(svc->logs);
     mailbox_close(svc->mailbox);
-    ev_timer_stop(d->loop, &svc->timer);
+    service_arm_timer(svc, 0);
     close_status_pipe(svc);
     close_main_pidfd(svc);
     if (svc->notify_io.fd >= 0) {
         ev_io_stop(d->loop, &svc->notify_io);
         close(svc->notify_io.fd);
-        unlink(svc->notify_path);
+        char notify_path[PATH_MAX];
+        service_notify_path(svc, notify_path, sizeof(notify_path));
+        unlink(notify_path);
     }
     if (svc->cgroup > 0)
         procs_group_remove(svc->node->name);
-    free(svc->notify_path);
     free(svc->status_text);
     svc->node->os = NULL;
     free(svc);

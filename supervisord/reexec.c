@@ -112,9 +112,9 @@ static void save_service(struct state_out *out, struct service_os *svc)
 {
     st_record(out, "service");
     st_fd(out, svc->notify_io.fd);
-    st_fd(out, svc->status_io.fd);
-    st_fd(out, svc->main_pidfd.fd);
-    st_int(out, svc->main_pid_watched);
+    st_fd(out, svc->status_io ? svc->status_io->fd : -1);
+    st_fd(out, svc->main_watch ? svc->main_watch->io.fd : -1);
+    st_int(out, svc->main_watch ? svc->main_watch->pid : 0);
     st_int(out, svc->cgroup);
     st_int(out, svc->pgid);
     st_str(out, svc->status_text);
@@ -482,7 +482,7 @@ static int restore_service(struct daemon *d, struct node *node, struct state_in 
     int notify_fd = st_get_fd(in);
     int status_fd = st_get_fd(in);
     int pidfd = st_get_fd(in);
-    svc->main_pid_watched = (pid_t)st_get_int(in);
+    pid_t watched = (pid_t)st_get_int(in);
     svc->cgroup = (int)st_get_int(in);
     svc->pgid = (pid_t)st_get_int(in);
     svc->status_text = st_get_str(in, NULL);
@@ -491,13 +491,10 @@ static int restore_service(struct daemon *d, struct node *node, struct state_in 
         return -1;
     ev_io_set(&svc->notify_io, notify_fd, EV_READ);
     ev_io_start(d->loop, &svc->notify_io);
-    if (status_fd >= 0) {
-        ev_io_set(&svc->status_io, status_fd, EV_READ);
-        ev_io_start(d->loop, &svc->status_io);
-    }
-    if (pidfd >= 0) {
-        ev_io_set(&svc->main_pidfd, pidfd, EV_READ);
-        ev_io_start(d->loop, &svc->main_pidfd);
+    if ((status_fd >= 0 && service_watch_status(svc, status_fd) < 0) ||
+        (pidfd >= 0 && watch_main_pidfd(svc, watched, pidfd) < 0)) {
+        st_fail(in, "out of memory");
+        return -1;
     }
     if (node->pid > 0)
         pidmap_put(&d->pids, node->pid, svc);

@@ -40,21 +40,22 @@ static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
 
 void close_main_pidfd(struct service_os *svc)
 {
-    if (svc->main_pidfd.fd < 0)
+    if (!svc->main_watch)
         return;
-    ev_io_stop(svc->daemon->loop, &svc->main_pidfd);
-    close(svc->main_pidfd.fd);
-    ev_io_set(&svc->main_pidfd, -1, EV_READ);
+    ev_io_stop(svc->daemon->loop, &svc->main_watch->io);
+    close(svc->main_watch->io.fd);
+    free(svc->main_watch);
+    svc->main_watch = NULL;
 }
 
 /* A main process that was not our child exited. If it has been re-parented
  * to us meanwhile, its status is there to read (WNOWAIT leaves the reaping
  * to libev, whose on_child then finds it no longer main). Otherwise its
  * parent reaps it and the status is unknown to us: judged as abnormal. */
-void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
+static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct service_os *svc = w->data;
-    pid_t pid = svc->main_pid_watched;
+    pid_t pid = svc->main_watch->pid;
     close_main_pidfd(svc);
     if (svc->node->pid != pid)
         return;
@@ -73,6 +74,19 @@ void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     run_core(svc->daemon);
 }
 
+int watch_main_pidfd(struct service_os *svc, pid_t pid, int fd)
+{
+    close_main_pidfd(svc);
+    svc->main_watch = malloc(sizeof(*svc->main_watch));
+    if (!svc->main_watch)
+        return -ENOMEM;
+    svc->main_watch->pid = pid;
+    ev_io_init(&svc->main_watch->io, on_main_pidfd, fd, EV_READ);
+    svc->main_watch->io.data = svc;
+    ev_io_start(svc->daemon->loop, &svc->main_watch->io);
+    return 0;
+}
+
 static void watch_main_pid(struct service_os *svc, pid_t pid)
 {
     close_main_pidfd(svc);
@@ -85,9 +99,10 @@ static void watch_main_pid(struct service_os *svc, pid_t pid)
         return;
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    svc->main_pid_watched = pid;
-    ev_io_set(&svc->main_pidfd, fd, EV_READ);
-    ev_io_start(svc->daemon->loop, &svc->main_pidfd);
+    if (watch_main_pidfd(svc, pid, fd) < 0) {
+        log_unit(LOG_WARNING, svc->node->name, "cannot watch main pid %d: out of memory", (int)pid);
+        close(fd);
+    }
 }
 
 static void apply_main_pid(struct service_os *svc, pid_t pid)

@@ -44,15 +44,15 @@ struct env_file {
 };
 
 struct unit {
-    char *name; /* file name without the suffix */
-    char *path; /* as found: DIR/NAME.service */
-    enum node_kind kind;
+    char *name;            /* file name without the suffix */
+    char *path;            /* as found: DIR/NAME.service */
     uint64_t content_hash; /* FNV-1a of the file's bytes: reload's "changed?" */
     char *description;
     struct node_config config;
+    enum node_kind kind;
 
     /* Line of each key that later checks may need to blame (0 = not set). */
-    int line_restart, line_significant, line_auto_shutdown;
+    int line_restart, line_significant, line_auto_shutdown, line_exec_start;
 
     /* Supervisor: Children=, in order, with the line each name came from. */
     char **children;
@@ -60,29 +60,28 @@ struct unit {
     size_t n_children;
 
     /* Service. */
-    char **argv; /* ExecStart=, NULL-terminated; argv[0] absolute or a bare name */
-    int line_exec_start;
+    char **argv;        /* ExecStart=, NULL-terminated; argv[0] absolute or a bare name */
     char *user, *group; /* as written; NULL when unset */
     uid_t uid;          /* resolved at load; (uid_t)-1 when User= unset */
     gid_t gid;          /* resolved at load; (gid_t)-1 when neither User= nor Group= */
     gid_t *groups;      /* supplementary groups of User= (getgrouplist), resolved at load */
     int n_groups;
+    mode_t umask;
     char *working_directory;
     char **environment; /* "KEY=VALUE" strings, NULL-terminated, in order; NULL if none */
     size_t n_environment;
     struct env_file *environment_files;
     size_t n_environment_files;
-    mode_t umask;
-    bool umask_set;
     enum output_mode standard_output, standard_error;
-    bool mailbox;
     unsigned mailbox_capacity;
-    mode_t mailbox_mode; /* MailboxMode=, default 0600 */
-    gid_t mailbox_gid;   /* MailboxGroup=, (gid_t)-1 when unset */
+    mode_t mailbox_mode;   /* MailboxMode=, default 0600 */
+    gid_t mailbox_gid;     /* MailboxGroup=, (gid_t)-1 when unset */
+    unsigned fd_store_max; /* FileDescriptorStoreMax=, default 0 */
+    bool umask_set;
+    bool mailbox;
     /* SPEC section 7, stored for the OS shell. */
     char **listen; /* Listen=, NULL-terminated (NULL if none), as written: /path or IP:PORT */
     size_t n_listen;
-    unsigned fd_store_max; /* FileDescriptorStoreMax=, default 0 */
 };
 
 struct unit_set {
@@ -98,8 +97,8 @@ struct unit *unit_parse_file(const char *path, const char *name, enum node_kind 
                              struct diagnostics *diag);
 /* The same from an open stream (closed before returning); `path` names
  * it in messages and becomes unit->path. */
-struct unit *unit_parse_stream(FILE *file, const char *path, const char *name,
-                               enum node_kind kind, struct diagnostics *diag);
+struct unit *unit_parse_stream(FILE *file, const char *path, const char *name, enum node_kind kind,
+                               struct diagnostics *diag);
 void unit_free(struct unit *unit);
 
 /* Read every unit in `dir` and validate the set. Returns 0 when the set is

@@ -346,7 +346,9 @@ char **parse_command_line(const char *text, const char **ret_error)
         *ret_error = error;
         return NULL;
     }
-    return w.strv;
+    /* Kept for the unit's life, thousands of times: no spare slots. */
+    char **exact = realloc(w.strv, (w.count + 1) * sizeof(*exact));
+    return exact ? exact : w.strv;
 }
 
 void strv_free(char **strv)
