@@ -724,6 +724,8 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
     if (restore) {
         if (reexec_restore(&d, restore) < 0)
             goto out;
+        fclose(restore->f); /* read: its memfd goes, with its copy of everything */
+        restore->f = NULL;
     } else if (setup_tree(&d, d.root) < 0 || collect_services(&d) < 0) {
         goto out;
     } else if ((r = control_open(&d)) < 0) {

@@ -233,6 +233,7 @@ static int load_units(struct options *o, struct unit_set *units, struct diagnost
 {
     if (o->state_fd < 0)
         return unit_load_dir(o->daemon.unit_dir, units, diag);
+    fcntl(o->state_fd, F_SETFD, FD_CLOEXEC);
     state->f = fdopen(o->state_fd, "r");
     if (!state->f) {
         diag_add(diag, NULL, 0, "re-exec state: fd %d: %s", o->state_fd, strerror(errno));

@@ -280,7 +280,9 @@ int upgrade_begin(struct daemon *d, struct node *node, char *why, size_t size)
 
     /* The unit as it is on disk now. */
     struct diagnostics diag = {0};
-    struct unit *unit = unit_parse_file(svc->unit->path, node->name, NODE_SERVICE, &diag);
+    struct unit *unit = unit_file_trusted(svc->unit->path, &diag) == 0
+                            ? unit_parse_file(svc->unit->path, node->name, NODE_SERVICE, &diag)
+                            : NULL;
     if (!unit || diag_problems(&diag) > 0) {
         snprintf(why, size, "%s", diag.count ? diag.messages[0] : "cannot read the unit file");
         for (size_t i = 0; i < diag.count; i++)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "unit/unit.h"
@@ -93,6 +94,43 @@ static int load_suffix(const char *file, enum node_kind *ret_kind, size_t *ret_l
     return -1;
 }
 
+/* Run as root, arbord runs whatever its unit files say as anyone: a file
+ * (or the directory holding them) that another user owns or may write is
+ * a way to root, and is refused. As anyone else, arbord can only do what
+ * its own user can, and does not check. */
+static bool load_trusted(const char *path, const struct stat *st, const char *what,
+                         struct diagnostics *diag)
+{
+    if (geteuid() != 0)
+        return true;
+    if (st->st_uid != 0) {
+        diag_add(diag, path, 0,
+                 "%s owned by uid %d, not root: arbord runs as root and would run what "
+                 "that user writes (chown root)",
+                 what, (int)st->st_uid);
+        return false;
+    }
+    bool sticky_dir = S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX);
+    if (((st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != 0)) && !sticky_dir) {
+        diag_add(diag, path, 0,
+                 "%s writable by other users (mode %04o): arbord runs as root and would run "
+                 "what they write (chmod go-w)",
+                 what, (unsigned)(st->st_mode & 07777));
+        return false;
+    }
+    return true;
+}
+
+int unit_file_trusted(const char *path, struct diagnostics *diag)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        diag_add(diag, path, 0, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    return load_trusted(path, &st, "unit file", diag) ? 0 : -1;
+}
+
 /* Add dir/file to the entries if it is a unit file; report it if it is a
  * broken one. Returns -1 only on ENOMEM. */
 static int load_consider(const char *dir, const char *file, struct load_entry **entries, size_t *n,
@@ -115,6 +153,8 @@ static int load_consider(const char *dir, const char *file, struct load_entry **
         goto skip;
     }
     if (S_ISDIR(st.st_mode)) /* like systemd's NAME.service.d: not a unit */
+        goto skip;
+    if (!load_trusted(path, &st, "unit file", diag))
         goto skip;
     name = strndup(file, name_len);
     if (!name)
@@ -159,6 +199,13 @@ static int load_scan(const char *dir, struct load_entry **ret, size_t *ret_n,
 
     if (n < 0) {
         diag_add(diag, dir, 0, "cannot read unit directory: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0 && !load_trusted(dir, &st, "unit directory", diag)) {
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
         return -1;
     }
     for (int i = 0; i < n; i++) {

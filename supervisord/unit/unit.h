@@ -105,6 +105,10 @@ void unit_free(struct unit *unit);
  * valid, -1 when `diag` holds problems; `set` is filled in either case. */
 int unit_load_dir(const char *dir, struct unit_set *set, struct diagnostics *diag);
 void unit_set_free(struct unit_set *set);
+/* As root, a unit file another user owns or may write is refused (0, or
+ * -1 with the reason in `diag`); unit_load_dir() checks every file and
+ * the directory itself. */
+int unit_file_trusted(const char *path, struct diagnostics *diag);
 /* Validate a set built unit by unit (a re-exec's, from unit_parse_stream()),
  * as unit_load_dir() does: sorts it by name first. 0, or -1 with `diag`. */
 int unit_set_validate(struct unit_set *set, struct diagnostics *diag);

@@ -9,10 +9,11 @@ starts nothing; lines up to 64 KiB parse whole.
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import unittest
 
-from harness import ARBORD, ArbordTest
+from harness import ARBORD, ArbordTest, pid_alive
 
 SLEEPER = "/bin/sleep 1000"
 
@@ -203,6 +204,57 @@ class BrokenDirectory(ArbordTest):
         self.assertEqual(status, 0, err)
         self.assertIn("0/500ms", out)
         self.assertIn("1000000/2min", out)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "the ownership rules apply to a root arbord")
+class UntrustedFiles(ArbordTest):
+    """As root, a unit file (or directory) another user owns or may write
+    is a way to root: refused, naming the file."""
+
+    def setUp(self):
+        super().setUp()
+        os.makedirs(self.units, exist_ok=True)
+        os.chmod(self.units, 0o755)
+        self.service("a", "/bin/sleep 100")
+        self.path = os.path.join(self.units, "a.service")
+
+    def assert_refused(self, message):
+        status, out, err = self.check()
+        self.assertEqual(status, 1, (out, err))
+        self.assertIn(message, err)
+
+    def test_a_root_owned_0644_file_is_fine(self):
+        self.assertEqual(self.check()[0], 0)
+
+    def test_a_world_writable_file_is_refused(self):
+        os.chmod(self.path, 0o666)
+        self.assert_refused(f"{self.path}: unit file writable by other users (mode 0666)")
+
+    def test_a_group_writable_file_is_refused_unless_the_group_is_root(self):
+        os.chmod(self.path, 0o664)
+        os.chown(self.path, 0, 0)
+        self.assertEqual(self.check()[0], 0)
+        os.chown(self.path, 0, 65534)
+        self.assert_refused("unit file writable by other users (mode 0664)")
+
+    def test_a_file_owned_by_another_user_is_refused(self):
+        os.chown(self.path, 65534, 0)
+        self.assert_refused(f"{self.path}: unit file owned by uid 65534, not root")
+
+    def test_a_world_writable_directory_is_refused(self):
+        os.chmod(self.units, 0o777)
+        self.assert_refused(f"{self.units}: unit directory writable by other users (mode 0777)")
+        os.chmod(self.units, 0o1777)  # sticky, as /tmp: others cannot replace our files
+        self.assertEqual(self.check()[0], 0)
+
+    def test_arbord_refuses_to_start_and_reload_keeps_the_tree(self):
+        self.start()
+        pid = self.pid_of("a")
+        os.chmod(self.path, 0o666)
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_log(r"reload: .*unit file writable by other users")
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(self.stop(), 0)
 
 
 class LongLines(ArbordTest):
