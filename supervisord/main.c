@@ -247,7 +247,6 @@ int main(int argc, char **argv)
     struct options o = {.state_fd = -1, .daemon = {.lock_fd = -1}};
     if (parse_options(argc, argv, &o) < 0)
         return EXIT_USAGE;
-    remember_command(argc, argv, &o);
 
     struct unit_set units = {0};
     struct diagnostics diag = {0};
@@ -288,6 +287,7 @@ int main(int argc, char **argv)
     char runtime[PATH_MAX];
     if (realpath(o.daemon.runtime_dir, runtime))
         o.daemon.runtime_dir = runtime;
+    remember_command(argc, argv, &o);
     int status = daemon_run(&o.daemon, &units, state.f ? &state : NULL);
     if (state.f)
         fclose(state.f);
