@@ -804,6 +804,25 @@ class OtherSignals(Pid1Test):
         self.assertEqual(self.stop(), 0)
 
 
+class Reexec(Pid1Test):
+    def test_reexec_as_pid1_keeps_the_services_and_a_clean_stop(self):
+        self.service("a", SLEEPER)
+        self.start()
+        a = self.wait_running("a")
+        host_a = self.host_pid_of("a")
+        ctl = os.environ.get("ARBORCTL", "arborctl")
+        r = subprocess.run([ctl, "-r", self.run, "reexec"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn("arbord pid 1,", r.stdout)
+        self.assert_running_normally()
+        # Still the namespace's init and still supervising the same process.
+        self.kill_service("a")
+        self.assertNotEqual(self.wait_running("a", count=2), a)
+        self.assertFalse(pid_alive(host_a))
+        self.assertEqual(self.stop(), 0)
+
+
 class TwoNamespaces(Pid1Test):
     """Two containers made with `unshare --pid` only share their cgroup."""
 
