@@ -79,7 +79,8 @@ struct control {
     struct client *clients; /* newest first */
     size_t n_clients;
     struct client *graveyard;
-    int spare_fd; /* held in reserve for when fds run out (shed_connection) */
+    int spare_fd;    /* held in reserve for when fds run out (shed_connection) */
+    ev_timer resume; /* listening again after a pause for lack of fds */
 };
 
 static void client_drop(struct client *c);
@@ -816,9 +817,14 @@ static bool make_room(struct control *ctl, bool for_privileged)
 /* Out of fds: the pending connection would keep the listening socket
  * readable and the loop spinning. Give back the spare fd kept for this,
  * take the connection and close it at once (the client sees the close and
- * can retry), then take the spare again: degraded, never stuck. */
-static void shed_connection(struct control *ctl)
+ * can retry), then take the spare again: degraded, never stuck. If even
+ * that fails (the limit was lowered below the fds arbord holds, so the
+ * spare's number is no help), stop listening for a second: the backlog
+ * keeps the clients, and arbord sleeps instead of spinning. Returns false
+ * in that case. */
+static bool shed_connection(struct daemon *d)
 {
+    struct control *ctl = d->control;
     static unsigned long shed;
     if (ctl->spare_fd >= 0) {
         close(ctl->spare_fd);
@@ -831,6 +837,18 @@ static void shed_connection(struct control *ctl)
     if (shed++ % 100 == 0)
         log_msg(LOG_WARNING, "control: out of file descriptors: %lu connection%s refused", shed,
                 shed == 1 ? "" : "s");
+    if (fd >= 0)
+        return true;
+    ev_io_stop(d->loop, &ctl->io);
+    ev_timer_set(&ctl->resume, 1.0, 0.0);
+    ev_timer_start(d->loop, &ctl->resume);
+    return false;
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct control *ctl = w->data;
+    ev_io_start(loop, &ctl->io);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -841,7 +859,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
-                shed_connection(ctl);
+                if (!shed_connection(d))
+                    return;
                 continue;
             }
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
@@ -1036,6 +1055,8 @@ listening:
     ctl->io.data = d;
     ev_io_start(d->loop, &ctl->io);
     ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ev_timer_init(&ctl->resume, on_resume, 1.0, 0.0);
+    ctl->resume.data = ctl;
     ev_prepare_init(&ctl->reaper, on_prepare);
     ctl->reaper.data = ctl;
     ev_prepare_start(d->loop, &ctl->reaper);
@@ -1053,6 +1074,7 @@ void control_close(struct daemon *d)
     if (!ctl)
         return;
     ev_io_stop(d->loop, &ctl->io);
+    ev_timer_stop(d->loop, &ctl->resume);
     ev_prepare_stop(d->loop, &ctl->reaper);
     close(ctl->fd);
     unlink(ctl->path);

@@ -29,7 +29,8 @@ struct listen_socket;
 struct stored_fd;
 
 struct main_pid_watch {
-    ev_io io; /* its pidfd: readable once it has exited */
+    ev_io io;      /* its pidfd: readable once it has exited (fd -1 without pidfds) */
+    ev_timer poll; /* without pidfd_open(2): a look every 200 ms */
     pid_t pid;
 };
 
@@ -127,7 +128,7 @@ int collect_services(struct daemon *d);
 /* service_notify.c */
 void on_notify(struct ev_loop *loop, ev_io *w, int revents);
 /* Watch `fd`, a pidfd of `pid`, the service's main process (not our
- * child). Returns 0 or -ENOMEM. */
+ * child), or with fd -1 poll it. Returns 0 or -ENOMEM. */
 int watch_main_pidfd(struct service_os *svc, pid_t pid, int fd);
 void drain_notify(struct service_os *svc, int limit);
 void close_main_pidfd(struct service_os *svc);

@@ -197,10 +197,17 @@ static int lock_runtime(const char *runtime)
         close(fd);
         return -1;
     }
+    /* A runtime directory that cannot take these few bytes cannot take the
+     * sockets either: say so now, with the reason, rather than later. */
     char pid[32];
     int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)n) != n)
-        log_msg(LOG_WARNING, "cannot write %s", path);
+    ssize_t written = ftruncate(fd, 0) < 0 ? -1 : write(fd, pid, (size_t)n);
+    if (written != n) {
+        log_msg(LOG_ERR, "cannot write %s: %s", path,
+                written < 0 ? strerror(errno) : "short write");
+        close(fd);
+        return -1;
+    }
     return fd; /* kept open, so locked, until exit */
 }
 

@@ -492,7 +492,7 @@ static int restore_service(struct daemon *d, struct node *node, struct state_in 
     ev_io_set(&svc->notify_io, notify_fd, EV_READ);
     ev_io_start(d->loop, &svc->notify_io);
     if ((status_fd >= 0 && service_watch_status(svc, status_fd) < 0) ||
-        (pidfd >= 0 && watch_main_pidfd(svc, watched, pidfd) < 0)) {
+        (watched > 0 && watch_main_pidfd(svc, watched, pidfd) < 0)) {
         st_fail(in, "out of memory");
         return -1;
     }

@@ -40,11 +40,15 @@ static bool notify_authorized(struct service_os *svc, const struct ucred *cred)
 
 void close_main_pidfd(struct service_os *svc)
 {
-    if (!svc->main_watch)
+    struct main_pid_watch *w = svc->main_watch;
+    if (!w)
         return;
-    ev_io_stop(svc->daemon->loop, &svc->main_watch->io);
-    close(svc->main_watch->io.fd);
-    free(svc->main_watch);
+    if (w->io.fd >= 0) {
+        ev_io_stop(svc->daemon->loop, &w->io);
+        close(w->io.fd);
+    }
+    ev_timer_stop(svc->daemon->loop, &w->poll);
+    free(w);
     svc->main_watch = NULL;
 }
 
@@ -52,9 +56,8 @@ void close_main_pidfd(struct service_os *svc)
  * to us meanwhile, its status is there to read (WNOWAIT leaves the reaping
  * to libev, whose on_child then finds it no longer main). Otherwise its
  * parent reaps it and the status is unknown to us: judged as abnormal. */
-static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
+static void main_pid_gone(struct service_os *svc)
 {
-    struct service_os *svc = w->data;
     pid_t pid = svc->main_watch->pid;
     close_main_pidfd(svc);
     if (svc->node->pid != pid)
@@ -74,16 +77,47 @@ static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     run_core(svc->daemon);
 }
 
-int watch_main_pidfd(struct service_os *svc, pid_t pid, int fd)
+static void on_main_pidfd(struct ev_loop *loop, ev_io *w, int revents)
+{
+    main_pid_gone(w->data);
+}
+
+/* Without pidfd_open(2) (before Linux 5.3, some seccomp profiles,
+ * valgrind): look every 200 ms. A zombie is dead too: its parent, not
+ * us, has yet to reap it. */
+static void on_main_pid_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct service_os *svc = w->data;
+    if (!procs_alive(svc->main_watch->pid))
+        main_pid_gone(svc);
+}
+
+static struct main_pid_watch *new_watch(struct service_os *svc, pid_t pid)
 {
     close_main_pidfd(svc);
-    svc->main_watch = malloc(sizeof(*svc->main_watch));
-    if (!svc->main_watch)
+    struct main_pid_watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->pid = pid;
+    ev_io_init(&w->io, on_main_pidfd, -1, EV_READ);
+    w->io.data = svc;
+    ev_timer_init(&w->poll, on_main_pid_poll, 0.2, 0.2);
+    w->poll.data = svc;
+    svc->main_watch = w;
+    return w;
+}
+
+int watch_main_pidfd(struct service_os *svc, pid_t pid, int fd)
+{
+    struct main_pid_watch *w = new_watch(svc, pid);
+    if (!w)
         return -ENOMEM;
-    svc->main_watch->pid = pid;
-    ev_io_init(&svc->main_watch->io, on_main_pidfd, fd, EV_READ);
-    svc->main_watch->io.data = svc;
-    ev_io_start(svc->daemon->loop, &svc->main_watch->io);
+    if (fd >= 0) {
+        ev_io_set(&w->io, fd, EV_READ);
+        ev_io_start(svc->daemon->loop, &w->io);
+    } else {
+        ev_timer_start(svc->daemon->loop, &w->poll);
+    }
     return 0;
 }
 
@@ -93,15 +127,15 @@ static void watch_main_pid(struct service_os *svc, pid_t pid)
     if (procs_parent(pid) == getpid())
         return; /* its exit reaches on_child with a real status */
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0) {
-        log_unit(LOG_WARNING, svc->node->name, "cannot watch main pid %d: %s", (int)pid,
-                 strerror(errno));
-        return;
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (fd < 0 && errno != ESRCH)
+        log_unit(LOG_INFO, svc->node->name, "cannot watch main pid %d: %s; polling it instead",
+                 (int)pid, strerror(errno));
+    if (fd >= 0)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (watch_main_pidfd(svc, pid, fd) < 0) {
         log_unit(LOG_WARNING, svc->node->name, "cannot watch main pid %d: out of memory", (int)pid);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
     }
 }
 

@@ -20,6 +20,7 @@
 #include "os/log.h"
 #include "os/notify.h"
 #include "os/output.h"
+#include "os/procs.h"
 #include "os/spawn.h"
 #include "reload.h"
 #include "upgrade.h"
@@ -37,6 +38,7 @@ struct upgrade {
     ev_io status_io;         /* the new instance's spawn status pipe */
     ev_io old_pidfd;         /* RETIRING: the old main process's exit */
     ev_timer timer;          /* StartTimeout, then a stop timeout */
+    ev_timer poll;           /* RETIRING without pidfd_open(2) */
     struct output_stream *output;
     int kill_signal; /* of the instance being stopped */
     bool killed;     /* SIGKILL sent */
@@ -73,6 +75,7 @@ static void stop_watchers(struct upgrade *up)
 {
     struct ev_loop *loop = up->d->loop;
     ev_timer_stop(loop, &up->timer);
+    ev_timer_stop(loop, &up->poll);
     if (up->status_io.fd >= 0) {
         ev_io_stop(loop, &up->status_io);
         close(up->status_io.fd);
@@ -157,6 +160,16 @@ static void on_old_pidfd(struct ev_loop *loop, ev_io *w, int revents)
     run_core(d);
 }
 
+static void on_old_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct upgrade *up = w->data;
+    struct daemon *d = up->d;
+    if (procs_alive(up->old_pid))
+        return;
+    retired(up); /* frees it */
+    run_core(d);
+}
+
 /* Ready: the new instance becomes the service's main process, the old one
  * is told to stop. */
 static void promote(struct upgrade *up)
@@ -193,14 +206,19 @@ static void promote(struct upgrade *up)
              (int)up->old_pid);
 
     int fd = (int)syscall(SYS_pidfd_open, up->old_pid, 0);
+    int error = errno;
     signal_group(up->old_pgid, up->old_pid, up->kill_signal);
-    if (fd < 0) { /* already gone */
+    if (fd < 0 && error == ESRCH) { /* already gone */
         retired(up);
         return;
     }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    ev_io_set(&up->old_pidfd, fd, EV_READ);
-    ev_io_start(d->loop, &up->old_pidfd);
+    if (fd >= 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        ev_io_set(&up->old_pidfd, fd, EV_READ);
+        ev_io_start(d->loop, &up->old_pidfd);
+    } else { /* no pidfd_open(2): look every 100 ms */
+        ev_timer_start(d->loop, &up->poll);
+    }
     up->killed = up->kill_signal == SIGKILL;
     if (!up->killed && grace != DURATION_INFINITY) {
         ev_timer_set(&up->timer, (double)grace / 1000.0, 0.0);
@@ -317,6 +335,8 @@ int upgrade_begin(struct daemon *d, struct node *node, char *why, size_t size)
     up->old_pidfd.data = up;
     ev_timer_init(&up->timer, on_timer, 0.0, 0.0);
     up->timer.data = up;
+    ev_timer_init(&up->poll, on_old_poll, 0.1, 0.1);
+    up->poll.data = up;
     install_unit(up, unit, true);
 
     struct instance inst;

@@ -200,6 +200,7 @@ void procs_group_remove(const char *service)
 
 struct proc_stat {
     pid_t ppid, pgid;
+    char state;
 };
 
 static bool read_stat(pid_t pid, struct proc_stat *ret)
@@ -222,6 +223,7 @@ static bool read_stat(pid_t pid, struct proc_stat *ret)
         return false;
     ret->ppid = ppid;
     ret->pgid = pgid;
+    ret->state = state;
     return true;
 }
 
@@ -480,6 +482,14 @@ pid_t procs_parent(pid_t pid)
 {
     struct proc_stat st;
     return read_stat(pid, &st) ? st.ppid : -1;
+}
+
+bool procs_alive(pid_t pid)
+{
+    struct proc_stat st;
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return false;
+    return !read_stat(pid, &st) || (st.state != 'Z' && st.state != 'X');
 }
 
 int procs_belongs(const char *service, bool cgroup, pid_t pgid, pid_t main_pid, pid_t pid)

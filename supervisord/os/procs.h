@@ -60,5 +60,7 @@ int procs_belongs(const char *service, bool cgroup, pid_t pgid, pid_t main_pid, 
 
 /* The parent of `pid`, or -1 when it is gone. */
 pid_t procs_parent(pid_t pid);
+/* Whether `pid` is alive: it exists and is not a zombie. */
+bool procs_alive(pid_t pid);
 
 #endif

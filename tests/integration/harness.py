@@ -20,6 +20,31 @@ ARBORD = os.environ.get("ARBORD", "arbord")
 NOTIFY_CLIENT = os.environ.get("NOTIFY_CLIENT", "notify_client")
 DEFAULT_TIMEOUT = float(os.environ.get("ARBOR_TEST_TIMEOUT", "15"))
 
+# Opt-in (tests/valgrind.sh): ARBOR_VALGRIND=1 runs arbord under valgrind's
+# memcheck, and a test fails if valgrind reported an error or a definite or
+# indirect leak when arbord exited. Only the main process is checked: a
+# child between fork and exec is silent. ARBOR_VALGRIND_REPORT=FILE appends
+# one line per arbord run (test, pid, errors, leaks) for the script's summary.
+VALGRIND = os.environ.get("ARBOR_VALGRIND", "0") == "1"
+VALGRIND_ERROR_EXIT = 97
+
+
+def valgrind_summary(path):
+    """(errors, definitely lost bytes, indirectly lost bytes) from a memcheck
+    log, or None when the log has no summary (the process was killed)."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"ERROR SUMMARY: ([\d,]+) errors", text)
+    if not m:
+        return None
+    def lost(kind):
+        k = re.search(rf"{kind} lost: ([\d,]+) bytes", text)
+        return int(k.group(1).replace(",", "")) if k else 0
+    return int(m.group(1).replace(",", "")), lost("definitely"), lost("indirectly")
+
 
 def pid_alive(pid):
     """True if pid exists and is not a zombie."""
@@ -65,6 +90,13 @@ class ArbordTest(unittest.TestCase):
         self.extra_pids = []
 
     def tearDown(self):
+        if VALGRIND and self.proc and self.proc.poll() is None:
+            # A clean exit, so that memcheck does its leak check.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=DEFAULT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -81,7 +113,10 @@ class ArbordTest(unittest.TestCase):
         log = self.log()
         if self._outcome_failed() and os.environ.get("ARBOR_TEST_SHOW_LOG", "1") == "1":
             print(f"\n----- arbord log ({self.id()}) -----\n{log}-----")
+        valgrind_problems = self.valgrind_report() if VALGRIND else ""
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if valgrind_problems:
+            self.fail(f"valgrind memcheck found problems in arbord:\n{valgrind_problems}")
         # Under the sanitizer build a report fails the test that caused it.
         for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             self.assertNotIn(marker, log, f"sanitizer report in arbord's log:\n{log}")
@@ -125,6 +160,37 @@ class ArbordTest(unittest.TestCase):
                     os.rmdir(p)
             os.rmdir(base)
 
+    def arbord_command(self, argv):
+        """argv of arbord as given, or under valgrind with ARBOR_VALGRIND=1.
+        Tests that start arbord their own way pass their argv through this."""
+        if not VALGRIND:
+            return argv
+        return ["valgrind", "--tool=memcheck", f"--error-exitcode={VALGRIND_ERROR_EXIT}",
+                "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+                "--track-fds=no", "--child-silent-after-fork=yes",
+                "--log-file=" + os.path.join(self.tmp, "valgrind.%p.log"), *argv]
+
+    def valgrind_report(self):
+        """Every memcheck log of this test: '' if clean, else the bad logs."""
+        problems = []
+        report = os.environ.get("ARBOR_VALGRIND_REPORT")
+        for path in sorted(glob.glob(os.path.join(self.tmp, "valgrind.*.log"))):
+            pid = path.rsplit(".", 2)[1]
+            summary = valgrind_summary(path)
+            if summary is None:
+                line = f"{self.id()} pid {pid}: killed, no leak check"
+            else:
+                errors, definite, indirect = summary
+                line = (f"{self.id()} pid {pid}: {errors} errors, {definite} bytes definitely "
+                        f"and {indirect} bytes indirectly lost")
+                if errors or definite or indirect:
+                    with open(path, errors="replace") as f:
+                        problems.append(f"----- {path} -----\n{f.read()}")
+            if report:
+                with open(report, "a") as f:
+                    f.write(line + "\n")
+        return "\n".join(problems)
+
     # ---- units ----
 
     def write_unit(self, filename, text):
@@ -152,7 +218,7 @@ class ArbordTest(unittest.TestCase):
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(
-            [ARBORD, "-u", self.units, "-r", self.run, *args],
+            self.arbord_command([ARBORD, "-u", self.units, "-r", self.run, *args]),
             stdout=self.logfile, stderr=subprocess.STDOUT, env=full_env,
         )
         return self.proc
