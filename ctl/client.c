@@ -117,7 +117,10 @@ static int read_hello(struct client *client, struct result *ret_refusal)
     if (r < 0)
         return r;
     if (frame.type == FRAME_RESULT) {
-        if (client_decode_result(&frame, ret_refusal) < 0)
+        /* A refusal is ok=0 with a failing exit; anything else answering
+         * HELLO is a broken server, never a success. */
+        if (client_decode_result(&frame, ret_refusal) < 0 || ret_refusal->ok ||
+            ret_refusal->exit <= 0)
             return -EPROTO;
         return -EPROTONOSUPPORT;
     }
@@ -265,7 +268,7 @@ static int reserve(struct client *client, size_t want)
 int client_next(struct client *client, struct client_frame *ret)
 {
     for (;;) {
-        const char *data = client->buf + client->consumed;
+        const char *data = client->buf ? client->buf + client->consumed : "";
         size_t avail = client->len - client->consumed;
         long size =
             proto_frame(data, avail, CONTROL_REPLY_MAX, &ret->type, &ret->payload, &ret->length);
