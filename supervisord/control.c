@@ -1028,14 +1028,11 @@ int control_open_fd(struct daemon *d, int inherited)
         return -ENOMEM;
     }
     int error = 0;
-    /* Bound under a temporary name and renamed once listening: a client
-     * that sees control.sock can connect (no ECONNREFUSED window). */
-    char temporary[sizeof(addr.sun_path)];
-    if ((size_t)snprintf(temporary, sizeof(temporary), "%s.new", ctl->path) >= sizeof(temporary)) {
+    if (strlen(ctl->path) >= sizeof(addr.sun_path)) {
         error = -ENAMETOOLONG;
         goto fail;
     }
-    strcpy(addr.sun_path, temporary);
+    strcpy(addr.sun_path, ctl->path);
     if (inherited >= 0) { /* a re-exec: bound and listening already */
         ctl->fd = inherited;
         fcntl(ctl->fd, F_SETFD, FD_CLOEXEC);
@@ -1046,12 +1043,11 @@ int control_open_fd(struct daemon *d, int inherited)
         error = -errno;
         goto fail;
     }
-    unlink(temporary); /* we hold the runtime lock: whatever is there is stale */
-    if (bind(ctl->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(temporary, 0666) < 0 ||
-        listen(ctl->fd, 128) < 0 || rename(temporary, ctl->path) < 0) {
+    unlink(ctl->path); /* we hold the runtime lock: whatever is there is stale */
+    if (bind(ctl->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(ctl->path, 0666) < 0 ||
+        listen(ctl->fd, 128) < 0) {
         error = -errno;
         close(ctl->fd);
-        unlink(temporary);
         goto fail;
     }
 listening:

@@ -379,8 +379,18 @@ class CtlTest(ArbordTest):
 
     def start_arbord(self):
         self.start()
-        wait_until(lambda: os.path.exists(os.path.join(self.run, "control.sock")),
-                   what="the control socket")
+        # The socket file exists from bind(), a moment before listen(): wait
+        # until a connection is accepted, not until the file is there.
+        path = os.path.join(self.run, "control.sock")
+
+        def listening():
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(path)
+                    return True
+                except OSError:
+                    return False
+        wait_until(listening, what="the control socket to listen")
 
     def wait_ready(self, *names):
         for n in names:
