@@ -119,9 +119,12 @@ static int read_hello(struct client *client, struct result *ret_refusal)
     if (frame.type == FRAME_RESULT) {
         /* A refusal is ok=0 with a failing exit; anything else answering
          * HELLO is a broken server, never a success. */
-        if (client_decode_result(&frame, ret_refusal) < 0 || ret_refusal->ok ||
-            ret_refusal->exit <= 0)
+        if (client_decode_result(&frame, ret_refusal) < 0)
             return -EPROTO;
+        if (ret_refusal->ok || ret_refusal->exit <= 0) {
+            result_free(ret_refusal);
+            return -EPROTO;
+        }
         return -EPROTONOSUPPORT;
     }
     if (frame.type != FRAME_HELLO)
