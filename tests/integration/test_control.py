@@ -50,10 +50,17 @@ if "after" in opts:
 if "trap-usr1" in opts:
     signal.signal(signal.SIGUSR1, lambda s, f: say("got-usr1 %d" % os.getpid()))
     if "child" in opts:
+        # "ready" only once the child has its own handler: before that it
+        # would answer SIGUSR1 with the parent's.
+        armed_r, armed_w = os.pipe()
         if os.fork() == 0:
             signal.signal(signal.SIGUSR1, lambda s, f: say("child-got-usr1 %d" % os.getpid()))
+            os.close(armed_w)
             while True:
                 signal.pause()
+        os.close(armed_w)
+        os.read(armed_r, 1)
+        os.close(armed_r)
 if "slow-stop" in opts:
     delay = float(opts["slow-stop"])
     def on_term(s, f):
