@@ -1,7 +1,8 @@
 # Sourced by run-demo and run-tests: install what arbor needs to build and
 # test, from Debian's packages, if it is not there yet.
 ARBOR_BUILD_DEPS="gcc make cmake pkg-config libev-dev libinih-dev libsystemd-dev"
-ARBOR_TEST_DEPS="libcmocka-dev python3 jq systemd util-linux procps strace clang libclang-rt-14-dev llvm"
+# s6, runit and supervisor: the peers bench.smoke runs side by side with arbord.
+ARBOR_TEST_DEPS="libcmocka-dev python3 jq systemd util-linux procps strace clang libclang-rt-14-dev llvm s6 runit supervisor"
 
 arbor_install() {
     missing=""
