@@ -48,7 +48,9 @@ struct service_os {
     struct log_ring *logs;   /* recent output, for arborctl logs; NULL until the first line */
     struct mailbox *mailbox; /* Mailbox=yes, else NULL */
     struct output_stream *output;
-    int cgroup; /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup */
+    /* -1 not tried yet, 0 none (process-tree fallback), 1 its own cgroup,
+     * SERVICE_CGROUP_KILLED its own, emptied by cgroup.kill (see loop.c) */
+    int cgroup;
     pid_t pgid;
     struct listen_socket *listens; /* Listen=, in unit order (service_fds.h) */
     size_t n_listens;
@@ -56,6 +58,8 @@ struct service_os {
     unsigned n_stored;
     struct upgrade *upgrade; /* an `arborctl upgrade` under way, or NULL */
 };
+
+#define SERVICE_CGROUP_KILLED 2
 
 struct daemon {
     struct ev_loop *loop;

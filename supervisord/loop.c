@@ -244,7 +244,13 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
 
     if (svc->cgroup < 0)
         svc->cgroup = procs_group_create(node->name);
-    int join_fd = svc->cgroup ? procs_group_join_fd(node->name) : -1;
+    /* A cgroup that cgroup.kill was ever written to kills every child
+     * later born in it by clone3(CLONE_INTO_CGROUP) (Linux 6.18 here): use
+     * a new one, or while the old one still holds dying processes, join
+     * it the slow way. */
+    if (svc->cgroup == SERVICE_CGROUP_KILLED && procs_group_renew(node->name) != 0)
+        svc->cgroup = procs_have_cgroups() && procs_group_create(node->name);
+    int cgroup_fd = svc->cgroup ? procs_group_dir_fd(node->name) : -1;
     struct spawn_request req = {
         .path = path,
         .argv = unit->argv,
@@ -255,7 +261,8 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
         .stdin_fd = d->devnull,
         .stdout_fd = fds[0],
         .stderr_fd = fds[1],
-        .cgroup_fd = join_fd,
+        .cgroup_fd = cgroup_fd,
+        .cgroup_join = svc->cgroup == SERVICE_CGROUP_KILLED,
         .set_ids = unit->uid != (uid_t)-1 || unit->gid != (gid_t)-1,
         .uid = unit->uid != (uid_t)-1 ? unit->uid : getuid(),
         .gid = unit->gid != (gid_t)-1 ? unit->gid : getgid(),
@@ -266,8 +273,8 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
         .umask = unit->umask,
     };
     pid_t pid = spawn_process(&req, &ret->status_fd);
-    if (join_fd >= 0)
-        close(join_fd);
+    if (cgroup_fd >= 0)
+        close(cgroup_fd);
     if (out[1] >= 0)
         close(out[1]);
     if (pid < 0) {
@@ -327,7 +334,8 @@ static void op_signal(void *ctx, struct node *node, int sig)
 static void op_kill_all(void *ctx, struct node *node)
 {
     struct service_os *svc = node->os;
-    procs_kill_all(node->name, svc->cgroup > 0, svc->pgid, node->pid, is_main_pid, ctx);
+    if (procs_kill_all(node->name, svc->cgroup > 0, svc->pgid, node->pid, is_main_pid, ctx))
+        svc->cgroup = SERVICE_CGROUP_KILLED;
 }
 
 static void op_set_deadline(void *ctx, struct node *node, msec_t when)

@@ -181,12 +181,12 @@ bool procs_group_create(const char *service)
     return true;
 }
 
-int procs_group_join_fd(const char *service)
+int procs_group_dir_fd(const char *service)
 {
     char path[PATH_MAX];
-    if (!group_path(service, "cgroup.procs", path, sizeof(path)))
+    if (!group_path(service, NULL, path, sizeof(path)))
         return -1;
-    return open(path, O_WRONLY | O_CLOEXEC);
+    return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 void procs_group_remove(const char *service)
@@ -194,6 +194,16 @@ void procs_group_remove(const char *service)
     char path[PATH_MAX];
     if (cg.enabled && group_path(service, NULL, path, sizeof(path)))
         rmdir(path); /* fails while a process is still dying: harmless */
+}
+
+int procs_group_renew(const char *service)
+{
+    char path[PATH_MAX];
+    if (!cg.enabled || !group_path(service, NULL, path, sizeof(path)))
+        return -1;
+    if (rmdir(path) < 0)
+        return errno == ENOENT && procs_group_create(service) ? 1 : 0;
+    return procs_group_create(service) ? 1 : -1;
 }
 
 /* ---- the process-tree fallback ---- */
@@ -441,7 +451,22 @@ static void kill_cgroup(int dir_fd)
         close(fd);
 }
 
-void procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
+/* Does the cgroup hold a process? Yes when it cannot be told. */
+static bool cgroup_populated(int dir_fd)
+{
+    char buf[256];
+    int fd = openat(dir_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    return strstr(buf, "populated 0") == NULL;
+}
+
+bool procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
                     procs_is_main_fn is_main, void *ctx)
 {
     char path[PATH_MAX];
@@ -449,15 +474,19 @@ void procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid
         kill(-pgid, SIGKILL);
     if (!cgroup) {
         kill_tree_fallback(service, main_pid, is_main, ctx);
-        return;
+        return false;
     }
     int dir = group_path(service, NULL, path, sizeof(path))
                   ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                   : -1;
+    bool killed = false;
     if (dir >= 0) {
-        kill_cgroup(dir);
+        killed = cgroup_populated(dir);
+        if (killed)
+            kill_cgroup(dir);
         close(dir);
     }
+    return killed;
 }
 
 static int cgroup_belongs(const char *service, pid_t pid)

@@ -39,10 +39,14 @@ void procs_end_all(bool namespace_init, int grace_ms);
  * or it cannot be made (then the fallback applies to it). No fd is kept:
  * thousands of services must not cost thousands of descriptors. */
 bool procs_group_create(const char *service);
-/* Open the service's cgroup.procs for a child to join (-1 on failure). */
-int procs_group_join_fd(const char *service);
+/* Open the service's cgroup directory, for a child to be born in or to
+ * join (-1 on failure). */
+int procs_group_dir_fd(const char *service);
 /* Remove the service's cgroup if it is empty. */
 void procs_group_remove(const char *service);
+/* Replace the service's cgroup by a new one if it is empty: 1 done, 0 it
+ * is still in use (kept), -1 it is gone and could not be made again. */
+int procs_group_renew(const char *service);
 
 /* Is `pid` the main process of some service? (The fallback must not take
  * another service's main process for an orphan.) */
@@ -50,8 +54,9 @@ typedef bool (*procs_is_main_fn)(pid_t pid, void *ctx);
 
 /* SIGKILL every process of the service: its process group `pgid`, its
  * cgroup, or in the fallback the tree under `main_pid` (0 once reaped) and
- * adopted orphans tagged with the unit's name. */
-void procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
+ * adopted orphans tagged with the unit's name. Returns true when it wrote
+ * to the cgroup's cgroup.kill (an empty cgroup is left alone). */
+bool procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
                     procs_is_main_fn is_main, void *ctx);
 
 /* Does `pid` belong to the service? 1 yes, 0 it is alive and does not,

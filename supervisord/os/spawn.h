@@ -1,13 +1,13 @@
 /*
  * spawn.h: fork and exec one service process.
  *
- * The child side runs only async-signal-safe calls: it resets every signal
- * to its default, makes its own session and process group, joins its
- * cgroup, arranges fds 0-2 and the passed fds from 3 on, closes the rest at
- * exec, fills in the pid-dependent environment entries, drops privileges,
- * unblocks all signals and execs. If any step fails it writes which step
- * and errno to a close-on-exec pipe, so the parent learns "exec worked"
- * from EOF and the reason of a failure from the data.
+ * The child is born in its cgroup where the kernel can do that
+ * (clone3 with CLONE_INTO_CGROUP), else it joins it first thing. It runs
+ * only async-signal-safe calls: it resets every signal to its default,
+ * makes its own session and process group, arranges fds 0-2 and the passed fds from 3 on, closes
+ * the rest at exec, fills in the pid-dependent environment entries, drops privileges, unblocks all
+ * signals and execs. If any step fails it writes which step and errno to a close-on-exec pipe, so
+ * the parent learns "exec worked" from EOF and the reason of a failure from the data.
  */
 #ifndef ARBOR_SPAWN_H
 #define ARBOR_SPAWN_H
@@ -45,7 +45,8 @@ struct spawn_request {
     int stdin_fd, stdout_fd, stderr_fd; /* each must be a valid fd */
     const int *pass_fds;                /* become fds 3, 4, ... */
     int n_pass_fds;
-    int cgroup_fd; /* cgroup.procs to join, or -1 */
+    int cgroup_fd;    /* the cgroup directory to start in, or -1 */
+    bool cgroup_join; /* join it after the fork; never be born in it */
     bool set_ids;
     uid_t uid;
     gid_t gid;

@@ -16,7 +16,8 @@ gone:
 - 5,000 units reloaded 20 times;
 - a read-only, full or forbidden runtime directory at start, and no leak
   when arbord exits that early;
-- pidfd_open(2) failing (strace injects ENOSYS), as under valgrind.
+- clone3(2) failing (strace injects ENOSYS), as under Docker's seccomp
+  profile, and pidfd_open(2) failing, as under valgrind.
 
 CPU time and RSS are read from /proc as correctness checks ("no busy
 loop", "bounded memory") with generous bounds, never as speed figures.
@@ -40,6 +41,7 @@ import unittest
 
 import control_client as cc
 from harness import ARBORD, DEFAULT_TIMEOUT, VALGRIND, ArbordTest, pid_alive, wait_until
+from test_shutdown import cgroups_usable
 
 ARBORCTL = os.environ.get("ARBORCTL", "arborctl")
 SLEEPER = "/bin/sleep 1000"
@@ -1010,23 +1012,20 @@ class RuntimeDirectory(FaultTest):
                 self.assertEqual(r.returncode, expected, report)
 
 
-# ---- no pidfd_open(2) --------------------------------------------------------
+# ---- no clone3(2), no pidfd_open(2) -----------------------------------------
 
 
-@unittest.skipUnless(shutil.which("strace"), "needs strace, to make pidfd_open(2) fail")
-class WithoutPidfd(FaultTest):
-    """pidfd_open(2) unavailable, as before Linux 5.3, under some seccomp
-    profiles and under valgrind 3.19 (found by tests/valgrind.sh): strace
-    injects ENOSYS into arbord's calls to it. A main pid moved by MAINPID=
-    to a process that is not arbord's child is then not watched."""
+@unittest.skipUnless(shutil.which("strace"), "needs strace, to make a system call fail")
+class UnderStrace(FaultTest):
+    """arbord under strace, which makes one system call fail with ENOSYS."""
 
     def setUp(self):
         super().setUp()
         self.arbord_pid = None
-        self.script = os.path.join(self.tmp, "m.sh")
 
     def tearDown(self):
-        if self.arbord_pid and pid_alive(self.arbord_pid):
+        # strace lives as long as arbord: while it does, the pid is arbord's.
+        if self.arbord_pid and self.proc.poll() is None and pid_alive(self.arbord_pid):
             os.kill(self.arbord_pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=5)
@@ -1035,6 +1034,61 @@ class WithoutPidfd(FaultTest):
                 self.proc.wait()
                 self.remove_cgroups(self.arbord_pid)
         super().tearDown()
+
+    def launch_without(self, call, *arbord_args):
+        """arbord (not its children: no -f) with every `call` failing."""
+        self.logfile = open(self.log_path, "wb")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        # LeakSanitizer cannot run under ptrace (it fails at exit, status 1):
+        # under strace the ASan build checks memory errors, not leaks.
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
+        self.proc = subprocess.Popen(
+            ["strace", "-qq", "-o", "/dev/null", "-e", f"trace={call}",
+             "-e", f"inject={call}:error=ENOSYS",
+             ARBORD, "-u", self.units, "-r", self.run, "-v", *arbord_args],
+            stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
+
+        def traced():
+            self.assertIsNone(self.proc.poll(), f"strace exited:\n{self.log()}")
+            try:
+                with open(os.path.join(self.run, "arbord.pid")) as f:
+                    return int(f.read())
+            except (OSError, ValueError):
+                return None
+        self.arbord_pid = wait_until(traced, what="arbord under strace to write its pid")
+
+
+class WithoutClone3(UnderStrace):
+    """clone3(2) unavailable, as before Linux 5.3 and under Docker's default
+    seccomp profile: a service cannot be born in its cgroup, so its child
+    joins the cgroup before it execs, restarts included."""
+
+    def test_services_join_their_cgroups_and_restart(self):
+        if not cgroups_usable():
+            self.skipTest("no writable cgroup2 hierarchy here")
+        self.supervisor("root", ["a", "b"])
+        self.service("a", SLEEPER)
+        self.service("b", SLEEPER)
+        self.launch_without("clone3")
+        for count in (1, 2, 3):
+            pids = {n: self.wait_running(n, count=count) for n in "ab"}
+            for name, pid in pids.items():
+                with open(f"/proc/{pid}/cgroup") as f:
+                    self.assertIn(f"arbord-{self.arbord_pid}/{name}\n", f.read())
+            os.kill(pids["a"], signal.SIGKILL)
+            os.kill(pids["b"], signal.SIGKILL)
+
+
+class WithoutPidfd(UnderStrace):
+    """pidfd_open(2) unavailable, as before Linux 5.3, under some seccomp
+    profiles and under valgrind 3.19 (found by tests/valgrind.sh): strace
+    injects ENOSYS into arbord's calls to it. A main pid moved by MAINPID=
+    to a process that is not arbord's child is then not watched."""
+
+    def setUp(self):
+        super().setUp()
+        self.script = os.path.join(self.tmp, "m.sh")
 
     def service_with_a_new_main_pid(self, body, **keys):
         """m: a shell that starts `sleep 1000 &`, names it MAINPID= with
@@ -1046,26 +1100,7 @@ class WithoutPidfd(FaultTest):
         self.service("m", self.script, Type="notify", **keys)
 
     def launch_without_pidfd(self):
-        self.logfile = open(self.log_path, "wb")
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        # LeakSanitizer cannot run under ptrace (it fails at exit, status 1):
-        # under strace the ASan build checks memory errors, not leaks.
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
-        self.proc = subprocess.Popen(
-            ["strace", "-qq", "-o", "/dev/null", "-e", "trace=pidfd_open",
-             "-e", "inject=pidfd_open:error=ENOSYS",
-             ARBORD, "-u", self.units, "-r", self.run, "-v"],
-            stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
-
-        def traced():
-            self.assertIsNone(self.proc.poll(), f"strace exited:\n{self.log()}")
-            try:
-                with open(os.path.join(self.run, "arbord.pid")) as f:
-                    return int(f.read())
-            except (OSError, ValueError):
-                return None
-        self.arbord_pid = wait_until(traced, what="arbord under strace to write its pid")
+        self.launch_without("pidfd_open")
         line = self.wait_log(r"^arbord: m: main pid is now \d+$")[-1]
         main = int(line.rsplit(" ", 1)[1])
         self.extra_pids.append(main)
