@@ -53,9 +53,9 @@ struct service_os {
     int cgroup;
     pid_t pgid;
     struct listen_socket *listens; /* Listen=, in unit order (service_fds.h) */
-    size_t n_listens;
-    struct stored_fd *stored; /* the fd store */
+    struct stored_fd *stored;      /* the fd store */
     unsigned n_stored;
+    unsigned n_listens;      /* (beside n_stored: no padding, thousands of these) */
     struct upgrade *upgrade; /* an `arborctl upgrade` under way, or NULL */
 };
 

@@ -66,7 +66,7 @@ void service_listen_refresh(struct service_os *svc)
     }
     free(svc->listens);
     svc->listens = next;
-    svc->n_listens = unit->n_listen;
+    svc->n_listens = (unsigned)unit->n_listen;
 }
 
 /* ---- the fd store ---- */

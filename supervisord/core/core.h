@@ -125,17 +125,17 @@ enum stop_reason {
 };
 
 struct node {
-    char *name;
-    enum node_kind kind;
+    char *name; /* stored right after the node (node_new) */
     struct node_config config;
 
     /* Tree links. The root has parent NULL. children[] is in start order. */
     struct node *parent;
-    size_t position; /* index in parent->children */
     struct node **children;
+    size_t position; /* index in parent->children */
     size_t n_children;
 
-    /* Runtime state. */
+    /* Runtime state. (Ordered to leave no padding: thousands of nodes.) */
+    enum node_kind kind;
     enum node_state state;
     bool pending_start;     /* parent's job: start this child */
     bool pending_stop;      /* parent's job: stop this child */
@@ -155,9 +155,10 @@ struct node {
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
 
-    /* Supervisor: restart times inside the intensity window, a ring buffer. */
+    /* Supervisor: restart times inside the intensity window, a ring buffer
+     * (its size is bounded by Intensity=, an int). */
+    unsigned restart_head, restart_count, restart_capacity;
     msec_t *restart_times;
-    size_t restart_head, restart_count, restart_capacity;
 
     void *os; /* owned by the OS shell; the core never touches it */
 };

@@ -10,14 +10,12 @@
 
 struct node *node_new(const char *name, enum node_kind kind, const struct node_config *config)
 {
-    struct node *node = calloc(1, sizeof(*node));
+    /* The name lives right after the node: one allocation, not two. */
+    size_t name_size = strlen(name) + 1;
+    struct node *node = calloc(1, sizeof(*node) + name_size);
     if (!node)
         return NULL;
-    node->name = strdup(name);
-    if (!node->name) {
-        free(node);
-        return NULL;
-    }
+    node->name = memcpy(node + 1, name, name_size);
     node->kind = kind;
     node->config = *config;
     node->state = NODE_STOPPED;
@@ -43,7 +41,6 @@ void node_free(struct node *node)
         return;
     free(node->children);
     free(node->restart_times);
-    free(node->name);
     free(node);
 }
 

@@ -17,11 +17,11 @@ struct output_stream {
     ev_io io;
     output_sink_fn sink; /* NULL: only arbord's log */
     void *ctx;
-    char *unit;
     pid_t pid;
     char *partial; /* an unfinished line, allocated only while there is one */
     size_t partial_len;
     struct output_stream *prev, *next;
+    char unit[]; /* its own copy: a stream may outlive its unit */
 };
 
 static struct output_stream *streams;
@@ -108,7 +108,6 @@ static void destroy(struct ev_loop *loop, struct output_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     free(s->partial);
-    free(s->unit);
     free(s);
 }
 
@@ -140,12 +139,13 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 struct output_stream *output_open(struct ev_loop *loop, const char *unit, pid_t pid, int fd,
                                   output_sink_fn sink, void *ctx)
 {
-    struct output_stream *s = calloc(1, sizeof(*s));
-    if (!s || !(s->unit = strdup(unit))) {
-        free(s);
+    size_t name_size = strlen(unit) + 1;
+    struct output_stream *s = calloc(1, sizeof(*s) + name_size);
+    if (!s) {
         close(fd);
         return NULL;
     }
+    memcpy(s->unit, unit, name_size);
     fcntl(fd, F_SETFL, O_NONBLOCK);
     s->pid = pid;
     s->sink = sink;

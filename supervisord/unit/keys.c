@@ -302,10 +302,10 @@ static int key_exec_start(struct parse_ctx *ctx, const char *value)
         ctx->why = "the program must be an absolute path or a bare name without '/' "
                    "(systemd's -, @ and + prefixes are not supported)";
     if (ctx->why) {
-        strv_free(argv);
+        free(argv);
         return -1;
     }
-    strv_free(ctx->unit->argv);
+    free(ctx->unit->argv);
     ctx->unit->argv = argv;
     ctx->unit->line_exec_start = ctx->lineno;
     return 0;
@@ -473,7 +473,7 @@ static int key_environment(struct parse_ctx *ctx, const char *value)
             r = parse_oom(ctx);
         }
     }
-    strv_free(words);
+    free(words);
     return r;
 }
 

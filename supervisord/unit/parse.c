@@ -323,15 +323,13 @@ void unit_config_defaults(enum node_kind kind, struct node_config *ret)
 
 static struct unit *unit_new(const char *path, const char *name, enum node_kind kind)
 {
-    struct unit *u = calloc(1, sizeof(*u));
+    /* Name and path live right after the unit: one allocation, not three. */
+    size_t name_size = strlen(name) + 1, path_size = strlen(path) + 1;
+    struct unit *u = calloc(1, sizeof(*u) + name_size + path_size);
     if (!u)
         return NULL;
-    u->name = strdup(name);
-    u->path = strdup(path);
-    if (!u->name || !u->path) {
-        unit_free(u);
-        return NULL;
-    }
+    u->name = memcpy(u + 1, name, name_size);
+    u->path = memcpy(u->name + name_size, path, path_size);
     u->kind = kind;
     u->content_hash = 14695981039346656037ull; /* FNV-1a offset basis */
     unit_config_defaults(kind, &u->config);
@@ -348,14 +346,12 @@ void unit_free(struct unit *unit)
 {
     if (!unit)
         return;
-    free(unit->name);
-    free(unit->path);
     free(unit->description);
     for (size_t i = 0; i < unit->n_children; i++)
         free(unit->children[i]);
     free(unit->children);
     free(unit->children_lines);
-    strv_free(unit->argv);
+    free(unit->argv);
     free(unit->user);
     free(unit->group);
     free(unit->groups);

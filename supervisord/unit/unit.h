@@ -131,7 +131,8 @@ int parse_signal(const char *text, int *ret);      /* SIGTERM, TERM, 15 */
 int parse_bool(const char *text, bool *ret);       /* yes/no, true/false, on/off, 1/0 */
 int parse_uint(const char *text, unsigned long max, unsigned long *ret); /* digits only, <= max */
 /* Split a command line with shell-style quoting (no expansion). Returns a
- * NULL-terminated argv, or NULL with *ret_error set to a static message. */
+ * NULL-terminated argv in one allocation (free() it, not strv_free()), or
+ * NULL with *ret_error set to a static message. */
 char **parse_command_line(const char *text, const char **ret_error);
 void strv_free(char **strv);
 bool unit_name_valid(const char *name);

@@ -346,9 +346,26 @@ char **parse_command_line(const char *text, const char **ret_error)
         *ret_error = error;
         return NULL;
     }
-    /* Kept for the unit's life, thousands of times: no spare slots. */
-    char **exact = realloc(w.strv, (w.count + 1) * sizeof(*exact));
-    return exact ? exact : w.strv;
+    /* Kept for the unit's life, thousands of times: one allocation, the
+     * pointers followed by the words, with no spare slots. */
+    size_t bytes = (w.count + 1) * sizeof(char *);
+    for (size_t i = 0; i < w.count; i++)
+        bytes += strlen(w.strv[i]) + 1;
+    char **packed = malloc(bytes);
+    if (!packed) {
+        strv_free(w.strv);
+        *ret_error = "out of memory";
+        return NULL;
+    }
+    char *text_at = (char *)(packed + w.count + 1);
+    for (size_t i = 0; i < w.count; i++) {
+        size_t len = strlen(w.strv[i]) + 1;
+        packed[i] = memcpy(text_at, w.strv[i], len);
+        text_at += len;
+    }
+    packed[w.count] = NULL;
+    strv_free(w.strv);
+    return packed;
 }
 
 void strv_free(char **strv)

@@ -94,9 +94,9 @@ static void check_command_line(const char *text)
     for (; argv[i] && again[i]; i++)
         FUZZ_CHECK(!strcmp(argv[i], again[i]));
     FUZZ_CHECK(!argv[i] && !again[i]);
-    strv_free(again);
+    free(again);
     free(quoted);
-    strv_free(argv);
+    free(argv);
 }
 
 static void check_signal(const char *text)

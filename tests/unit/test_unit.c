@@ -323,7 +323,7 @@ static void test_command_line(void **state)
                      argv[k]);
         if (strcmp(joined, cases[i].argv) != 0)
             fail_msg("parse_command_line(%s) = %s, want %s", cases[i].text, joined, cases[i].argv);
-        strv_free(argv);
+        free(argv);
     }
 }
 
@@ -835,7 +835,8 @@ static void test_parse_bad_keys_and_sections(void **state)
          "ExecStart=?"},
         {"s.service", SVC "Foo=bar\n",
          "3: unknown key Foo= in [Service]: expected ExecStart=, Type=, Restart=, KillSignal=, "
-         "Shutdown=, StartTimeout=, WatchdogSec=, Significant=, Mailbox=, MailboxCapacity=, MailboxMode=, MailboxGroup=, "
+         "Shutdown=, StartTimeout=, WatchdogSec=, Significant=, Mailbox=, MailboxCapacity=, "
+         "MailboxMode=, MailboxGroup=, "
          "User=, Group=, WorkingDirectory=, Environment=, EnvironmentFile=, UMask=, "
          "StandardOutput=, StandardError=, Listen=, FileDescriptorStoreMax="},
         {"s.supervisor", "[Unit]\nAfter=x\n",
