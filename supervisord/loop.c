@@ -98,18 +98,26 @@ static void close_status_pipe(struct service_os *svc)
     svc->status_io = NULL;
 }
 
-/* Learn whether exec worked. Returns true once the answer is known. */
+/* What the status pipe said: a step failed (logged here; the child's exit
+ * status follows), or exec worked, which is readiness for Type=exec. */
+static void spawn_outcome(struct service_os *svc, bool failed, const struct spawn_failure *failure)
+{
+    if (failed)
+        log_unit(LOG_ERR, svc->node->name, "cannot start %s: %s failed: %s", svc->unit->argv[0],
+                 spawn_step_name(failure->step), strerror(failure->error));
+    else if (svc->unit->config.type == SERVICE_EXEC)
+        core_post_ready(&svc->daemon->core, svc->node);
+}
+
+/* Learn whether exec worked (a pipe handed over by re-exec). Returns true
+ * once the answer is known. */
 static bool check_status_pipe(struct service_os *svc)
 {
     struct spawn_failure failure;
     int r = spawn_read_status(svc->status_io->fd, &failure);
     if (r == -EAGAIN)
         return false;
-    if (r == 1)
-        log_unit(LOG_ERR, svc->node->name, "cannot start %s: %s failed: %s", svc->unit->argv[0],
-                 spawn_step_name(failure.step), strerror(failure.error));
-    else if (svc->unit->config.type == SERVICE_EXEC)
-        core_post_ready(&svc->daemon->core, svc->node);
+    spawn_outcome(svc, r == 1, &failure);
     close_status_pipe(svc);
     return true;
 }
@@ -307,18 +315,18 @@ static int op_spawn(void *ctx, struct node *node)
     }
     svc->pgid = inst.pid;
     pidmap_put(&d->pids, inst.pid, svc);
-    if (service_watch_status(svc, inst.status_fd) < 0) {
-        /* Without the pipe we cannot tell when exec worked: assume it did. */
-        close(inst.status_fd);
-        if (svc->unit->config.type == SERVICE_EXEC)
-            core_post_ready(&d->core, node);
-    }
     svc->output = inst.output;
     if (node->restarts > 0 && node->started_once)
         log_unit(LOG_INFO, node->name, "starting pid %d (restart %u)", (int)inst.pid,
                  node->restarts);
     else
         log_unit(LOG_INFO, node->name, "starting pid %d", (int)inst.pid);
+    /* No need to wait for the pipe's EOF: spawn_process() returns once the
+     * child has exec'd or exited, and a failing child writes before it
+     * exits. An empty pipe means exec is past its point of no return. */
+    struct spawn_failure failure;
+    spawn_outcome(svc, spawn_read_status(inst.status_fd, &failure) == 1, &failure);
+    close(inst.status_fd);
     return inst.pid;
 }
 

@@ -57,8 +57,10 @@ struct spawn_request {
     mode_t umask;
 };
 
-/* Fork and exec. Returns the pid and sets *ret_status_fd (non-blocking,
- * close-on-exec read end of the status pipe), or returns -errno. */
+/* Fork and exec. Returns, once the child has exec'd (past exec's point of
+ * no return) or exited, the pid and sets *ret_status_fd (non-blocking,
+ * close-on-exec read end of the status pipe: a failed step is in it by
+ * then), or returns -errno. */
 pid_t spawn_process(const struct spawn_request *req, int *ret_status_fd);
 
 /* Read a finished status pipe: 0 when exec succeeded (EOF), 1 when a step
