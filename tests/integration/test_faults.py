@@ -944,23 +944,26 @@ class RuntimeDirectory(FaultTest):
     # A runtime directory whose file system has no space left (blocks, not
     # inodes) was only a warning ("cannot write DIR/arbord.pid") and the
     # tree started; now it is refused with the reason.
-    @unittest.skipUnless(can_unshare_mounts(), "needs root and unshare --mount")
-    def test_full_runtime_directory(self):
+    def assert_refused_when_full(self, mount_options, fill, df_column):
+        """The runtime directory: a tmpfs with `mount_options`, filled by
+        the shell command `fill` until df's `df_column` says 0 left."""
         os.mkdir(self.run)
         self.launch_after(
-            f"mount -t tmpfs -o size=16k tmpfs '{self.run}'\n"
-            f"dd if=/dev/zero of='{self.run}/fill' bs=4k 2>/dev/null || true\n"
-            f"test \"$(df --output=avail '{self.run}' | tail -1)\" -eq 0", self.run)
+            f"mount -t tmpfs -o {mount_options} tmpfs '{self.run}'\n"
+            f"{fill}\n"
+            f"test \"$(df --output={df_column} '{self.run}' | tail -1)\" -eq 0", self.run)
         self.assert_refused(self.run, "No space left on device")
 
     @unittest.skipUnless(can_unshare_mounts(), "needs root and unshare --mount")
+    def test_full_runtime_directory(self):
+        self.assert_refused_when_full(
+            "size=16k", f"dd if=/dev/zero of='{self.run}/fill' bs=4k 2>/dev/null || true", "avail")
+
+    @unittest.skipUnless(can_unshare_mounts(), "needs root and unshare --mount")
     def test_runtime_directory_without_free_inodes(self):
-        os.mkdir(self.run)
-        self.launch_after(
-            f"mount -t tmpfs -o size=16k,nr_inodes=4 tmpfs '{self.run}'\n"
-            f"for i in 1 2 3 4; do touch '{self.run}'/f$i 2>/dev/null || true; done\n"
-            f"test \"$(df --output=iavail '{self.run}' | tail -1)\" -eq 0", self.run)
-        self.assert_refused(self.run, "No space left on device")
+        self.assert_refused_when_full(
+            "size=16k,nr_inodes=4",
+            f"for i in 1 2 3 4; do touch '{self.run}'/f$i 2>/dev/null || true; done", "iavail")
 
     @unittest.skipUnless(IS_ROOT, "needs root to run arbord as a uid of its own")
     def test_runtime_directory_not_writable_by_arbord(self):
