@@ -56,7 +56,40 @@ def pid_alive(pid):
         return False
 
 
+PF_KTHREAD = 0x00200000
+
+
+def exec_finished(pid):
+    """False while pid is between the point where its vfork parent resumes
+    (arbord has seen the exec succeed and may already report the service
+    running) and the end of execve, when the kernel fills in the new
+    program's argv and environment: until then /proc/PID/cmdline and
+    environ read empty. Since Linux 5.18 a finished exec always has a
+    non-empty cmdline (an empty argv gets ""), so empty means mid-exec,
+    unless the task is a kernel thread, a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z" or int(fields[6]) & PF_KTHREAD:
+            return True
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read(1) != b""
+    except (OSError, IndexError, ValueError):
+        return True
+
+
+def proc_cmdline(pid):
+    """The argv pid exec'd, as bytes with NULs (b"" if it is gone)."""
+    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def proc_environ(pid):
+    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             return dict(

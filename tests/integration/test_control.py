@@ -24,7 +24,7 @@ import time
 import unittest
 
 import control_client as cc
-from harness import NOTIFY_CLIENT, ArbordTest, pid_alive, proc_environ, wait_until
+from harness import NOTIFY_CLIENT, ArbordTest, pid_alive, proc_cmdline, proc_environ, wait_until
 
 NC = NOTIFY_CLIENT
 SLEEPER = "/bin/sleep 1000"
@@ -231,8 +231,7 @@ def ppid_of(pid):
 
 
 def cmdline(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().split(b"\0")
+    return proc_cmdline(pid).split(b"\0")
 
 
 # ---------------------------------------------------------------------------

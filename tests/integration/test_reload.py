@@ -14,7 +14,7 @@ import time
 import unittest
 
 import control_client as cc
-from harness import NOTIFY_CLIENT, pid_alive, wait_until
+from harness import NOTIFY_CLIENT, pid_alive, proc_cmdline, wait_until
 from test_control import SLEEPER, ControlTest
 
 NC = NOTIFY_CLIENT
@@ -176,8 +176,7 @@ class Changed(ReloadTest):
         self.assertEqual(sorted(self.starts_since(mark)), ["g2", "s2"])
         self.assertEqual(sorted(self.stops_since(mark)), ["g2", "s2"])
         self.assertEqual(m["g2"]["description"], "the second g")
-        with open(f"/proc/{m['s2'].int('pid')}/cmdline", "rb") as f:
-            self.assertEqual(f.read(), b"/bin/sleep\x001001\x00")
+        self.assertEqual(proc_cmdline(m["s2"].int("pid")), b"/bin/sleep\x001001\x00")
         # A reload with nothing changed changes nothing.
         before = self.pids()
         mark = self.mark()
@@ -422,8 +421,7 @@ class Held(ReloadTest):
         # Started by the operator, it runs the new command.
         self.assertEqual(self.result("start", ["h"]).int("exit"), 0)
         pid = self.unit("h").int("pid")
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            self.assertEqual(f.read(), b"/bin/sleep\x001002\x00")
+        self.assertEqual(proc_cmdline(pid), b"/bin/sleep\x001002\x00")
 
     def test_a_held_subtree_stays_stopped_and_new_children_do_not_start(self):
         self.supervisor("root", ["a", "grp"])
