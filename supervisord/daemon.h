@@ -78,7 +78,9 @@ struct daemon {
     struct upgrade *upgrades; /* upgrades under way (upgrade.h) */
     struct reexec *reexec;    /* a re-exec being checked, or just done (reexec.h) */
     char reload_summary[160];
-    ev_child child_watcher;
+    int reaper_fd; /* child exits (os/reaper.h) */
+    ev_io reaper;
+    ev_timer reap_scan;
     ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_usr1, sig_usr2;
 };
 

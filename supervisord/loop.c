@@ -3,8 +3,9 @@
  *
  * Every libev callback ends in run_core(): OS callbacks only post events,
  * and the core's queue is drained in one place, so a strategy never runs
- * inside another callback's half-finished work. Child exits are seen by one
- * pid-0 ev_child watcher (libev reaps every child, orphans included).
+ * inside another callback's half-finished work. Child exits, orphans
+ * included, come from the reaper (os/reaper.h), which hands over the
+ * child a SIGCHLD names before it looks at all the others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include "os/env.h"
 #include "os/log.h"
 #include "os/notify.h"
+#include "os/reaper.h"
 #include "os/output.h"
 #include "os/procs.h"
 #include "os/spawn.h"
@@ -469,11 +471,9 @@ static const struct core_ops daemon_ops = {
 
 /* ---- children and signals ---- */
 
-static void on_child(struct ev_loop *loop, ev_child *w, int revents)
+static void child_exited(void *ctx, pid_t pid, int status)
 {
-    struct daemon *d = w->data;
-    pid_t pid = w->rpid;
-    int status = w->rstatus;
+    struct daemon *d = ctx;
     if (reexec_child_exited(d, pid, status) || upgrade_child_exited(d, pid, status)) {
         run_core(d);
         return;
@@ -508,6 +508,26 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     close_main_pidfd(svc);
     core_post_exited(&d->core, svc->node, exit);
     run_core(d);
+}
+
+/* The full scan waits a little (os/reaper.h): the exit a SIGCHLD named
+ * has been dealt with, and its restarted child is busy exec'ing. */
+#define REAP_SCAN_DELAY 0.002
+
+static void on_reap_scan(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    reaper_scan(child_exited, w->data);
+}
+
+static void on_reaper(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct daemon *d = w->data;
+    /* EV_CUSTOM: fed at start-up, when a SIGCHLD may have come before the
+     * signalfd existed. */
+    if ((reaper_run(child_exited, d) || (revents & EV_CUSTOM)) && !ev_is_active(&d->reap_scan)) {
+        ev_now_update(loop); /* the delay counts from now, not the loop's start */
+        ev_timer_start(loop, &d->reap_scan);
+    }
 }
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -723,9 +743,15 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
                 strerror(-r));
         return 1;
     }
-    d.loop = ev_default_loop(EVFLAG_NOENV);
+    /* Not libev's default loop: that one would reap children itself. */
+    d.loop = ev_loop_new(EVFLAG_NOENV);
     if (!d.loop) {
         log_msg(LOG_ERR, "cannot initialise the event loop");
+        return 1;
+    }
+    d.reaper_fd = reaper_open();
+    if (d.reaper_fd < 0) {
+        log_msg(LOG_ERR, "cannot watch child exits: %s", strerror(-d.reaper_fd));
         return 1;
     }
     log_attach(d.loop);
@@ -750,10 +776,12 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
         goto out;
     }
 
-    ev_child_init(&d.child_watcher, on_child, 0, 0);
-    ev_set_priority(&d.child_watcher, EV_MAXPRI); /* exits before other news */
-    d.child_watcher.data = &d;
-    ev_child_start(d.loop, &d.child_watcher);
+    ev_io_init(&d.reaper, on_reaper, d.reaper_fd, EV_READ);
+    ev_set_priority(&d.reaper, EV_MAXPRI); /* exits before other news */
+    d.reaper.data = &d;
+    ev_io_start(d.loop, &d.reaper);
+    ev_timer_init(&d.reap_scan, on_reap_scan, REAP_SCAN_DELAY, 0);
+    d.reap_scan.data = &d;
     /* Every signal arbord acts on has a handler: as PID 1 the kernel drops
      * signals left at their default action. */
     ev_signal_init(&d.sig_term, on_stop_signal, SIGTERM);
@@ -768,15 +796,15 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
         signals[i]->data = &d;
         ev_signal_start(d.loop, signals[i]);
     }
-    /* A SIGCHLD from before the loop existed is lost: look once. */
-    ev_feed_signal_event(d.loop, SIGCHLD);
+    ev_feed_event(d.loop, &d.reaper, EV_CUSTOM);
 
     core_init(&d.core, d.root, &daemon_ops, &d);
     if (restore) {
         /* Blocked across the exec: the handlers exist now. */
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
+        sigset_t reaped;
+        sigemptyset(&reaped);
+        sigaddset(&reaped, SIGCHLD); /* read by the reaper */
+        sigprocmask(SIG_SETMASK, &reaped, NULL);
         reexec_resume(&d);
     } else {
         log_msg(LOG_INFO, "starting %zu services from %s", d.n_services, options->unit_dir);

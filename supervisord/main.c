@@ -24,6 +24,7 @@
 #include "reexec.h"
 #include "state.h"
 #include "os/log.h"
+#include "os/spawn.h"
 #include "unit/unit.h"
 
 #ifndef ARBOR_VERSION
@@ -171,6 +172,8 @@ static void prepare_process(bool reexec)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+
+    spawn_reserve_slots();
 
     /* Orphans of our services come back to us, so that we reap them and
      * can find the ones that left their process group. */

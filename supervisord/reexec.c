@@ -343,10 +343,18 @@ int reexec_request(struct daemon *d, char *why, size_t size)
     posix_spawn_file_actions_init(&actions);
     for (int fd = 0; fd < 3; fd++)
         posix_spawn_file_actions_adddup2(&actions, d->devnull, fd);
+    /* Not with SIGCHLD blocked, as arbord keeps it (os/reaper.h). */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     char *argv[] = {(char *)d->options->exe, "--version", NULL};
     pid_t pid;
-    int r = posix_spawn(&pid, d->options->exe, &actions, NULL, argv, environ);
+    int r = posix_spawn(&pid, d->options->exe, &actions, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
     if (r != 0) {
         snprintf(why, size, "cannot run %s: %s", d->options->exe, strerror(r));
         return -1;

@@ -54,7 +54,7 @@ void close_main_pidfd(struct service_os *svc)
 
 /* A main process that was not our child exited. If it has been re-parented
  * to us meanwhile, its status is there to read (WNOWAIT leaves the reaping
- * to libev, whose on_child then finds it no longer main). Otherwise its
+ * to the reaper, whose child_exited then finds it no longer main). Otherwise its
  * parent reaps it and the status is unknown to us: judged as abnormal. */
 static void main_pid_gone(struct service_os *svc)
 {
@@ -125,7 +125,7 @@ static void watch_main_pid(struct service_os *svc, pid_t pid)
 {
     close_main_pidfd(svc);
     if (procs_parent(pid) == getpid())
-        return; /* its exit reaches on_child with a real status */
+        return; /* its exit reaches child_exited with a real status */
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0 && errno != ESRCH)
         log_unit(LOG_INFO, svc->node->name, "cannot watch main pid %d: %s; polling it instead",

@@ -57,6 +57,10 @@ struct spawn_request {
     mode_t umask;
 };
 
+/* Keep a few low fd numbers for the fds each child needs, which makes a
+ * start cost the same however many fds arbord holds. Call once, early. */
+void spawn_reserve_slots(void);
+
 /* Fork and exec. Returns, once the child has exec'd (past exec's point of
  * no return) or exited, the pid and sets *ret_status_fd (non-blocking,
  * close-on-exec read end of the status pipe: a failed step is in it by

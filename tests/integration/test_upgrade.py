@@ -109,6 +109,37 @@ while not stop:
 '''
 
 
+# Stores COUNT memfds holding "0".."COUNT-1" as f0..fCOUNT-1, one message
+# each; the next instance reports the names and contents it got and every
+# fd it has.
+MANY_FDS_PY = r'''
+import array, json, os, signal, socket, sys
+fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:-1]  # less listdir's own
+report, count = sys.argv[1], int(sys.argv[2])
+names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+def sd(text, passed=()):
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passed))] if passed else []
+    notify.sendmsg([text.encode()], rights, 0, os.environ["NOTIFY_SOCKET"])
+if names == ["mailbox"]:
+    for i in range(count):
+        fd = os.memfd_create(f"f{i}")
+        os.write(fd, str(i).encode())
+        sd(f"FDSTORE=1\nFDNAME=f{i}", [fd])
+        os.close(fd)
+    n = 1
+else:
+    contents = [os.pread(3 + i, 64, 0).decode() for i in range(1, len(names))]
+    with open(report + ".tmp", "w") as f:
+        json.dump({"names": names, "contents": contents, "fds": fds}, f)
+    n = 2
+sd("READY=1")
+os.rename(report + ".tmp", report + f".{n}") if n == 2 else open(report + ".1", "w").close()
+while True:
+    signal.pause()
+'''
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -248,6 +279,33 @@ class FdStore(UpgradeTest):
         self.wait_running("keeper", 4)
         stored = [r["stored"] for r in self.wait_reports(4)]
         self.assertEqual(stored, [None, 1, 2, 3])
+
+    def test_many_stored_fds_come_back_in_order_and_nothing_else(self):
+        # arbord hands a child its fds through 32 low "slots" when they fit
+        # (0-2, the passed fds and the status pipe) and through its whole
+        # fd table when not: with the mailbox, 27 and 28 stored fds are on
+        # either side.
+        script = os.path.join(self.tmp, "many.py")
+        with open(script, "w") as f:
+            f.write(MANY_FDS_PY)
+        counts = (27, 28, 60)
+        self.supervisor("root", [f"many{n}" for n in counts])
+        for n in counts:
+            self.service(f"many{n}", f"{sys.executable} {script} {self.tmp}/many{n} {n}",
+                         Type="notify", Mailbox="yes", FileDescriptorStoreMax=n)
+        self.start()
+        for n in counts:
+            with self.subTest(count=n):
+                report = f"{self.tmp}/many{n}"
+                pid = self.pid_of(f"many{n}")
+                wait_until(lambda: os.path.exists(report + ".1"), what="the first report")
+                os.kill(pid, 9)
+                wait_until(lambda: os.path.exists(report + ".2"), what="the second report")
+                with open(report + ".2") as f:
+                    got = json.load(f)
+                self.assertEqual(got["names"], ["mailbox"] + [f"f{i}" for i in range(n)])
+                self.assertEqual(got["contents"], [str(i) for i in range(n)])
+                self.assertEqual(got["fds"], list(range(3 + 1 + n)))
 
     def test_fds_past_the_maximum_are_refused(self):
         self.service("keeper", self.exec_start("v1", "store", "extra=more"), Type="notify",
