@@ -67,6 +67,44 @@ class Strategies(ArbordTest):
         self.assertEqual(self.stop(), 0)
 
 
+class ManyExitsAtOnce(ArbordTest):
+    def test_every_exit_is_seen_when_sigchlds_merge(self):
+        # 40 services block opening one FIFO for reading; opening it for
+        # writing and closing it ends them all in the same instant. Their
+        # SIGCHLDs merge (a standard signal is pending at most once), so
+        # only some exits are named by a signal; arbord must still restart
+        # every one, exactly once.
+        fifo = os.path.join(self.tmp, "go")
+        os.mkfifo(fifo)
+        names = [f"s{i}" for i in range(40)]
+        self.supervisor("root", names, Intensity=1000, Period="1s")
+        for name in names:
+            self.service(name, f"/bin/sh -c 'read x < {fifo}; exit 3'")
+        self.start()
+        first = {name: self.pid_of(name) for name in names}
+        # Every instance is blocked in open() on the FIFO once /proc says so.
+        wait_until(lambda: all(fifo_reader(pid) for pid in first.values()),
+                   what="every service to wait on the FIFO")
+        with open(fifo, "w"):
+            pass
+        for name in names:
+            self.wait_log(rf"^arbord: {name}: failed \(exit status 3\)$")
+            second = self.wait_running(name, 2)
+            self.assertNotEqual(second, first[name])
+        for name in names:
+            self.assertEqual(len(self.log_lines(rf"^arbord: {name}: failed ")), 1, name)
+        self.assertEqual(self.stop(), 0)
+
+
+def fifo_reader(pid):
+    """True once pid (a shell) is blocked opening a FIFO for reading."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read() in ("fifo_open", "wait_for_partner")
+    except OSError:
+        return False
+
+
 class RestartTypes(ArbordTest):
     def run_one(self, restart, command, kill=None):
         self.supervisor("root", ["s", "witness"])
