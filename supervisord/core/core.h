@@ -131,8 +131,8 @@ struct node {
     /* Tree links. The root has parent NULL. children[] is in start order. */
     struct node *parent;
     struct node **children;
-    size_t position; /* index in parent->children */
-    size_t n_children;
+    unsigned position; /* index in parent->children */
+    unsigned n_children;
 
     /* Runtime state. (Ordered to leave no padding: thousands of nodes.) */
     enum node_kind kind;

@@ -53,6 +53,8 @@ struct unit {
 
     /* Line of each key that later checks may need to blame (0 = not set). */
     int line_restart, line_significant, line_auto_shutdown, line_exec_start;
+    bool umask_set; /* (here, not with the other fields: no padding) */
+    bool mailbox;
 
     /* Supervisor: Children=, in order, with the line each name came from. */
     char **children;
@@ -77,8 +79,6 @@ struct unit {
     mode_t mailbox_mode;   /* MailboxMode=, default 0600 */
     gid_t mailbox_gid;     /* MailboxGroup=, (gid_t)-1 when unset */
     unsigned fd_store_max; /* FileDescriptorStoreMax=, default 0 */
-    bool umask_set;
-    bool mailbox;
     /* SPEC section 7, stored for the OS shell. */
     char **listen; /* Listen=, NULL-terminated (NULL if none), as written: /path or IP:PORT */
     size_t n_listen;
