@@ -760,6 +760,12 @@ class Crashes(MailboxTest):
         wait_until(lambda: sum(r.pid == pid for r in self.records("r", log)[0]) >= 50,
                    what="the instance to get going")
         sent += self.send_many("r", "a", range(600, 700))
+        # Sent is not yet forwarded: arbord moves the 100 into the
+        # instance's socketpair as its loop gets to them. Killed before
+        # that, the rest would be kept, not reclaimed, and the count below
+        # would not hold.
+        wait_until(lambda: self.mb_stats("r")["forwarded"] == 700,
+                   what="the 100 new messages forwarded")
         os.kill(pid, signal.SIGKILL)
         self.killed.append(pid)
         new = self.wait_running("r", count=3)
