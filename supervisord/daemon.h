@@ -78,8 +78,7 @@ struct daemon {
     struct upgrade *upgrades; /* upgrades under way (upgrade.h) */
     struct reexec *reexec;    /* a re-exec being checked, or just done (reexec.h) */
     char reload_summary[160];
-    int reaper_fd; /* child exits (os/reaper.h) */
-    ev_io reaper;
+    ev_io reaper; /* child exits: the signalfd of os/reaper.h */
     ev_timer reap_scan;
     ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_usr1, sig_usr2;
 };

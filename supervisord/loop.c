@@ -29,9 +29,9 @@
 #include "os/env.h"
 #include "os/log.h"
 #include "os/notify.h"
-#include "os/reaper.h"
 #include "os/output.h"
 #include "os/procs.h"
+#include "os/reaper.h"
 #include "os/spawn.h"
 #include "control.h"
 #include "logring.h"
@@ -749,11 +749,12 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
         log_msg(LOG_ERR, "cannot initialise the event loop");
         return 1;
     }
-    d.reaper_fd = reaper_open();
-    if (d.reaper_fd < 0) {
-        log_msg(LOG_ERR, "cannot watch child exits: %s", strerror(-d.reaper_fd));
+    int reaper_fd = reaper_open();
+    if (reaper_fd < 0) {
+        log_msg(LOG_ERR, "cannot watch child exits: %s", strerror(-reaper_fd));
         return 1;
     }
+    ev_io_init(&d.reaper, on_reaper, reaper_fd, EV_READ);
     log_attach(d.loop);
     if (!restore)
         procs_init(options->no_cgroups);
@@ -776,7 +777,6 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
         goto out;
     }
 
-    ev_io_init(&d.reaper, on_reaper, d.reaper_fd, EV_READ);
     ev_set_priority(&d.reaper, EV_MAXPRI); /* exits before other news */
     d.reaper.data = &d;
     ev_io_start(d.loop, &d.reaper);
@@ -802,8 +802,7 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
     if (restore) {
         /* Blocked across the exec: the handlers exist now. */
         sigset_t reaped;
-        sigemptyset(&reaped);
-        sigaddset(&reaped, SIGCHLD); /* read by the reaper */
+        reaper_signals(&reaped);
         sigprocmask(SIG_SETMASK, &reaped, NULL);
         reexec_resume(&d);
     } else {
@@ -832,5 +831,6 @@ out:
     unit_set_free(d.units);
     free(d.units);
     close(d.devnull);
+    close(d.reaper.fd);
     return d.exit_status;
 }

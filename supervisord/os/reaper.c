@@ -10,11 +10,16 @@
 
 #include "os/reaper.h"
 
+void reaper_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+}
+
 int reaper_open(void)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
+    reaper_signals(&set);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return -errno;
     int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -38,8 +43,7 @@ static pid_t reap(pid_t pid, reaper_fn *fn, void *ctx)
 bool reaper_run(reaper_fn *fn, void *ctx)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
+    reaper_signals(&set);
     /* Dequeued with sigtimedwait(), not read from the signalfd: this
      * keeps the siginfo exactly as the kernel sent it. */
     const struct timespec now = {0, 0};

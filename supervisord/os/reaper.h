@@ -2,7 +2,7 @@
  * reaper.h: reap arbord's children, the one a SIGCHLD names first.
  *
  * waitpid(-1) walks every child the kernel knows for us: with 1,000
- * services about 0.2 ms, and libev called it twice per exit, before the
+ * services about 0.2 ms, and libev called it two or three times per exit, before the
  * restart could begin. SIGCHLD's siginfo names the child that exited, and
  * waitpid() on a named pid costs the same whatever the number of
  * children (Linux 5.14 and later), so that child is reaped and handled
@@ -21,9 +21,12 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Block SIGCHLD and open the signalfd (non-blocking, close-on-exec).
- * Returns the fd or -errno. A caller that restores a signal mask must
- * keep SIGCHLD blocked in it. */
+/* The signals the reaper keeps blocked (SIGCHLD): a caller that sets
+ * the signal mask must keep them in it. */
+void reaper_signals(sigset_t *set);
+
+/* Block them and open the signalfd (non-blocking, close-on-exec).
+ * Returns the fd or -errno. */
 int reaper_open(void);
 
 /* Called for every child reaped, with its wait status. */

@@ -46,14 +46,20 @@ def valgrind_summary(path):
     return int(m.group(1).replace(",", "")), lost("definitely"), lost("indirectly")
 
 
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first),
+    or None when pid is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
+            return f.read().rsplit(")", 1)[1].split() or None
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 PF_KTHREAD = 0x00200000
@@ -67,20 +73,23 @@ def exec_finished(pid):
     environ read empty. Since Linux 5.18 a finished exec always has a
     non-empty cmdline (an empty argv gets ""), so empty means mid-exec,
     unless the task is a kernel thread, a zombie or gone."""
+    fields = proc_stat(pid)
+    if fields is None or fields[0] == "Z" or int(fields[6]) & PF_KTHREAD:
+        return True
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        if fields[0] == "Z" or int(fields[6]) & PF_KTHREAD:
-            return True
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read(1) != b""
-    except (OSError, IndexError, ValueError):
+    except OSError:
         return True
+
+
+def wait_exec_finished(pid):
+    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
 
 
 def proc_cmdline(pid):
     """The argv pid exec'd, as bytes with NULs (b"" if it is gone)."""
-    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
+    wait_exec_finished(pid)
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read()
@@ -89,7 +98,7 @@ def proc_cmdline(pid):
 
 
 def proc_environ(pid):
-    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
+    wait_exec_finished(pid)
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             return dict(

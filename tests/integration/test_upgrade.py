@@ -121,20 +121,20 @@ notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 def sd(text, passed=()):
     rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passed))] if passed else []
     notify.sendmsg([text.encode()], rights, 0, os.environ["NOTIFY_SOCKET"])
-if names == ["mailbox"]:
+if names == ["mailbox"]:  # the first instance
     for i in range(count):
         fd = os.memfd_create(f"f{i}")
         os.write(fd, str(i).encode())
         sd(f"FDSTORE=1\nFDNAME=f{i}", [fd])
         os.close(fd)
-    n = 1
+    sd("READY=1")
+    open(report + ".1", "w").close()
 else:
     contents = [os.pread(3 + i, 64, 0).decode() for i in range(1, len(names))]
     with open(report + ".tmp", "w") as f:
         json.dump({"names": names, "contents": contents, "fds": fds}, f)
-    n = 2
-sd("READY=1")
-os.rename(report + ".tmp", report + f".{n}") if n == 2 else open(report + ".1", "w").close()
+    sd("READY=1")
+    os.rename(report + ".tmp", report + ".2")
 while True:
     signal.pause()
 '''
