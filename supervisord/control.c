@@ -166,8 +166,8 @@ static void add_unit_frame(struct proto_buf *out, struct daemon *d, const struct
                       node->last_exit.value);
     if (svc && svc->status_text)
         proto_add_str(out, "status", svc->status_text);
-    if (unit && unit->description)
-        proto_add_str(out, "description", unit->description);
+    if (unit && unit->extra->description)
+        proto_add_str(out, "description", unit->extra->description);
     if (svc && svc->mailbox) {
         struct mailbox_stats st;
         mailbox_get_stats(svc->mailbox, &st);
@@ -177,14 +177,14 @@ static void add_unit_frame(struct proto_buf *out, struct daemon *d, const struct
         proto_add_int(out, "mailbox_forwarded", (long long)st.forwarded);
         proto_add_int(out, "mailbox_reclaimed", (long long)st.reclaimed);
         proto_add_int(out, "mailbox_direct", st.direct);
-        proto_add_int(out, "mailbox_capacity", svc->unit->mailbox_capacity);
+        proto_add_int(out, "mailbox_capacity", svc->unit->extra->mailbox_capacity);
     }
     if (node->kind == NODE_SERVICE)
-        proto_add_str(out, "type", service_type_name(node->config.type));
+        proto_add_str(out, "type", service_type_name(node->config->type));
     else
-        proto_add_str(out, "strategy", strategy_name(node->config.strategy));
+        proto_add_str(out, "strategy", strategy_name(node->config->strategy));
     if (node->parent)
-        proto_add_str(out, "restart", restart_type_name(node->config.restart));
+        proto_add_str(out, "restart", restart_type_name(node->config->restart));
     proto_add_int(out, "held", node->held);
     proto_end(out);
 }
@@ -288,7 +288,7 @@ static int outcome_of(enum wait_kind kind, const struct waited *w, bool shutting
 {
     const struct node *n = w->node;
     bool oneshot_done =
-        n->state == NODE_DONE && n->kind == NODE_SERVICE && n->config.type == SERVICE_ONESHOT;
+        n->state == NODE_DONE && n->kind == NODE_SERVICE && n->config->type == SERVICE_ONESHOT;
     switch (kind) {
     case WAIT_STOP:
         return is_active(n) ? 0 : 1;

@@ -276,9 +276,9 @@ int service_spawn(struct daemon *d, struct service_os *svc, const struct unit *u
         .set_ids = unit->uid != (uid_t)-1 || unit->gid != (gid_t)-1,
         .uid = unit->uid != (uid_t)-1 ? unit->uid : getuid(),
         .gid = unit->gid != (gid_t)-1 ? unit->gid : getgid(),
-        .groups = unit->groups,
-        .n_groups = unit->n_groups,
-        .working_directory = unit->working_directory,
+        .groups = unit->extra->groups,
+        .n_groups = unit->extra->n_groups,
+        .working_directory = unit->extra->working_directory,
         .set_umask = unit->umask_set,
         .umask = unit->umask,
     };
@@ -356,7 +356,7 @@ static void op_set_deadline(void *ctx, struct node *node, msec_t when)
 
 static void log_stopping(struct node *node)
 {
-    const char *sig = sigabbrev_np(node->config.kill_signal);
+    const char *sig = sigabbrev_np(node->config->kill_signal);
     switch (node->stop_reason) {
     case STOP_START_TIMEOUT:
         log_unit(LOG_ERR, node->name, "not ready after StartTimeout; stopping it");
@@ -365,7 +365,7 @@ static void log_stopping(struct node *node)
         log_unit(LOG_ERR, node->name, "watchdog timeout; sending SIGABRT");
         break;
     default:
-        if (node->config.shutdown == SHUTDOWN_BRUTAL_KILL)
+        if (node->config->shutdown == SHUTDOWN_BRUTAL_KILL)
             log_unit(LOG_INFO, node->name, "stopping (SIGKILL)");
         else
             log_unit(LOG_INFO, node->name, "stopping (SIG%s)", sig ? sig : "?");
@@ -394,7 +394,7 @@ static void op_transition(void *ctx, struct node *node, enum node_state from)
         else if (node->giving_up)
             log_unit(LOG_ERR, node->name,
                      "more than %d restarts within %lldms: giving up, stopping all children",
-                     node->config.intensity, (long long)node->config.period);
+                     node->config->intensity, (long long)node->config->period);
         else if (node->auto_ending)
             log_unit(LOG_INFO, node->name, "a significant child ended: shutting down");
         else
@@ -619,12 +619,12 @@ int service_setup(struct daemon *d, struct node *node, const struct unit *unit)
 
 void mailbox_settings_of(const struct unit *unit, struct mailbox_settings *ret)
 {
-    ret->capacity = unit->mailbox_capacity;
+    ret->capacity = unit->extra->mailbox_capacity;
     ret->owner = unit->uid != (uid_t)-1 ? unit->uid : geteuid();
-    ret->group = unit->mailbox_gid != (gid_t)-1 ? unit->mailbox_gid
-                 : unit->gid != (gid_t)-1       ? unit->gid
-                                                : getegid();
-    ret->mode = unit->mailbox_mode;
+    ret->group = unit->extra->mailbox_gid != (gid_t)-1 ? unit->extra->mailbox_gid
+                 : unit->gid != (gid_t)-1              ? unit->gid
+                                                       : getegid();
+    ret->mode = unit->extra->mailbox_mode;
 }
 
 void service_refresh(struct daemon *d, struct service_os *svc)

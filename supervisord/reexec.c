@@ -162,9 +162,9 @@ static void save_node(struct state_out *out, const struct node *node)
     st_int(out, node->last_exit.signaled);
     st_int(out, node->last_exit.value);
     st_int(out, node->end_code);
-    st_int(out, (long long)node->restart_count);
-    for (size_t i = 0; i < node->restart_count; i++)
-        st_int(out, node->restart_times[(node->restart_head + i) % node->restart_capacity]);
+    st_int(out, (long long)intensity_count(node));
+    for (size_t i = 0; i < intensity_count(node); i++)
+        st_int(out, intensity_time(node, i));
     st_end(out);
     if (node->kind == NODE_SERVICE)
         save_service(out, node->os);
@@ -591,15 +591,19 @@ static int restore_node(struct daemon *d, struct node *node, struct state_in *in
         return -1;
     }
     if (n > 0) {
-        node->restart_times = malloc((size_t)n * sizeof(*node->restart_times));
-        if (!node->restart_times) {
+        msec_t *times = malloc((size_t)n * sizeof(*times));
+        if (!times) {
             st_fail(in, "out of memory");
             return -1;
         }
-        node->restart_capacity = node->restart_count = (size_t)n;
-        node->restart_head = 0;
         for (long long i = 0; i < n; i++)
-            node->restart_times[i] = st_get_int(in);
+            times[i] = st_get_int(in);
+        int r = intensity_restore(node, times, (size_t)n);
+        free(times);
+        if (r < 0) {
+            st_fail(in, "out of memory");
+            return -1;
+        }
     }
     st_get_end(in);
     if (in->bad || node->state < 0 || node->state >= NODE_STATE_MAX ||

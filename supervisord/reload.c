@@ -44,8 +44,8 @@ static const char *new_parent_of(const struct unit_set *set, const char *name)
 {
     for (size_t i = 0; i < set->count; i++) {
         const struct unit *u = set->units[i];
-        for (size_t j = 0; u->kind == NODE_SUPERVISOR && j < u->n_children; j++)
-            if (strcmp(u->children[j], name) == 0)
+        for (size_t j = 0; u->kind == NODE_SUPERVISOR && j < u->extra->n_children; j++)
+            if (strcmp(u->extra->children[j], name) == 0)
                 return u->name;
     }
     return strcmp(name, "root") == 0 ? NULL : "root";
@@ -209,7 +209,7 @@ static bool adopt(struct daemon *d, struct node *shape, struct node *real, struc
         if (child && child->kind == s->kind && child->parent) {
             used[child->position] = true; /* position: index in `old`, see below */
         } else {
-            child = node_new(s->name, s->kind, &s->config);
+            child = node_new(s->name, s->kind, s->config);
             if (!child)
                 return false;
             (*fresh)[(*n_fresh)++] = child;

@@ -39,12 +39,12 @@ void service_listen_refresh(struct service_os *svc)
 {
     const struct unit *unit = svc->unit;
     struct listen_socket *next = NULL;
-    if (unit->n_listen > 0 && !(next = calloc(unit->n_listen, sizeof(*next)))) {
+    if (unit->extra->n_listen > 0 && !(next = calloc(unit->extra->n_listen, sizeof(*next)))) {
         log_unit(LOG_ERR, svc->node->name, "Listen=: out of memory; sockets unchanged");
         return;
     }
-    for (size_t i = 0; i < unit->n_listen; i++) {
-        const char *address = unit->listen[i];
+    for (size_t i = 0; i < unit->extra->n_listen; i++) {
+        const char *address = unit->extra->listen[i];
         /* The same address twice is one socket, passed twice. */
         struct listen_socket *have = find_listen(svc->listens, svc->n_listens, address);
         next[i].fd = -1;
@@ -58,7 +58,7 @@ void service_listen_refresh(struct service_os *svc)
     }
     for (size_t i = 0; i < svc->n_listens; i++) {
         struct listen_socket *old = &svc->listens[i];
-        if (old->fd >= 0 && !find_listen(next, unit->n_listen, old->address))
+        if (old->fd >= 0 && !find_listen(next, unit->extra->n_listen, old->address))
             listen_close(old->address, old->fd);
         else if (old->fd >= 0)
             close(old->fd); /* a duplicate entry's own copy: the path stays */
@@ -66,7 +66,7 @@ void service_listen_refresh(struct service_os *svc)
     }
     free(svc->listens);
     svc->listens = next;
-    svc->n_listens = (unsigned)unit->n_listen;
+    svc->n_listens = (unsigned)unit->extra->n_listen;
 }
 
 /* ---- the fd store ---- */
@@ -75,7 +75,7 @@ void fdstore_add(struct service_os *svc, const char *name, int *fds, int n)
 {
     /* Everything an instance inherits must fit in what spawn passes. */
     unsigned room = SPAWN_MAX_PASS_FDS - 1 - (unsigned)svc->n_listens;
-    unsigned max = svc->unit->fd_store_max < room ? svc->unit->fd_store_max : room;
+    unsigned max = svc->unit->extra->fd_store_max < room ? svc->unit->extra->fd_store_max : room;
     if (!name)
         name = "stored";
     int kept = 0;
@@ -124,7 +124,7 @@ int fdstore_remove(struct service_os *svc, const char *name)
 
 void fdstore_trim(struct service_os *svc)
 {
-    unsigned max = svc->unit->fd_store_max;
+    unsigned max = svc->unit->extra->fd_store_max;
     if (svc->n_stored <= max)
         return;
     log_unit(LOG_WARNING, svc->node->name,

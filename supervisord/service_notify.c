@@ -213,7 +213,7 @@ static void apply_fds(struct service_os *svc, const struct notify_message *m, in
     const char *refused = NULL;
     if (!m->fdstore)
         refused = "sent without FDSTORE=1";
-    else if (svc->unit->fd_store_max == 0)
+    else if (svc->unit->extra->fd_store_max == 0)
         refused = "FileDescriptorStoreMax=0";
     else if (m->fdname && !notify_fdname_valid(m->fdname))
         refused = "FDNAME= is not a valid name";

@@ -187,12 +187,12 @@ static void promote(struct upgrade *up)
     up->old_pid = node->pid;
     up->old_pgid = svc->pgid;
     up->kill_signal =
-        node->config.shutdown == SHUTDOWN_BRUTAL_KILL ? SIGKILL : node->config.kill_signal;
-    msec_t grace = node->config.shutdown;
+        node->config->shutdown == SHUTDOWN_BRUTAL_KILL ? SIGKILL : node->config->kill_signal;
+    msec_t grace = node->config->shutdown;
 
     close_main_pidfd(svc);
     node->pid = up->new_pid;
-    node->config = svc->unit->config;
+    node->config = &svc->unit->config; /* the old unit (the spare) goes next */
     svc->pgid = up->new_pid;
     pidmap_put(&d->pids, up->new_pid, svc);
     svc->output = up->output; /* the old stream lives on until its EOF */

@@ -126,7 +126,9 @@ enum stop_reason {
 
 struct node {
     char *name; /* stored right after the node (node_new) */
-    struct node_config config;
+    /* Not a copy: the unit's own (thousands of nodes). Whoever builds or
+     * re-points a node keeps this alive for as long as the node uses it. */
+    const struct node_config *config;
 
     /* Tree links. The root has parent NULL. children[] is in start order. */
     struct node *parent;
@@ -155,10 +157,9 @@ struct node {
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
 
-    /* Supervisor: restart times inside the intensity window, a ring buffer
-     * (its size is bounded by Intensity=, an int). */
-    unsigned restart_head, restart_count, restart_capacity;
-    msec_t *restart_times;
+    /* Supervisor: restart times inside the intensity window (intensity.c);
+     * NULL until the first restart. */
+    struct restart_window *window;
 
     void *os; /* owned by the OS shell; the core never touches it */
 };
@@ -195,7 +196,8 @@ struct core {
 };
 
 /* Tree construction. Nodes are created by the loader; the core takes their
- * config as given (validation happened earlier). Returns NULL on ENOMEM. */
+ * config as given (validation happened earlier) and keeps the pointer, not
+ * a copy. Returns NULL on ENOMEM. */
 struct node *node_new(const char *name, enum node_kind kind, const struct node_config *config);
 /* Append `child` to `supervisor`'s children. Returns 0 or -ENOMEM. */
 int node_add_child(struct node *supervisor, struct node *child);
@@ -238,6 +240,13 @@ enum exit_class exit_classify(struct exit_status status, int stop_signal);
 int exit_status_code(struct exit_status status); /* code, or 128+signal */
 /* OTP add_restart(): record a restart at `now`; false if intensity exceeded. */
 bool intensity_add_restart(struct node *supervisor, msec_t now);
+/* A (re)started supervisor: an empty window. */
+void intensity_reset(struct node *supervisor);
+/* The restart times in the window, oldest first (a re-exec hands them on). */
+size_t intensity_count(const struct node *supervisor);
+msec_t intensity_time(const struct node *supervisor, size_t i);
+/* Put back `n` times, oldest first. 0, or -ENOMEM. */
+int intensity_restore(struct node *supervisor, const msec_t *times, size_t n);
 
 const char *node_state_name(enum node_state state);
 const char *node_kind_name(enum node_kind kind);

@@ -8,14 +8,20 @@
  * Only the newest intensity+1 times can ever matter, so the ring never
  * grows past that.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 
 #include "core/core.h"
 
-static msec_t *ring_at(struct node *sup, size_t i)
+struct restart_window {
+    unsigned head, count, capacity;
+    msec_t times[];
+};
+
+static msec_t *ring_at(const struct restart_window *w, size_t i)
 {
-    return &sup->restart_times[(sup->restart_head + i) % sup->restart_capacity];
+    return (msec_t *)&w->times[(w->head + i) % w->capacity];
 }
 
 /* Grow the ring, keeping its order. On ENOMEM the ring keeps its size and
@@ -23,41 +29,79 @@ static msec_t *ring_at(struct node *sup, size_t i)
  * errs on the side of restarting. */
 static void ring_grow(struct node *sup, size_t limit)
 {
-    size_t capacity = sup->restart_capacity ? sup->restart_capacity * 2 : 4;
+    struct restart_window *old = sup->window;
+    size_t have = old ? old->capacity : 0;
+    size_t capacity = have ? have * 2 : 4;
     if (capacity > limit)
         capacity = limit;
-    if (capacity <= sup->restart_capacity)
+    if (capacity <= have)
         return;
-    msec_t *times = malloc(capacity * sizeof(*times));
-    if (!times)
+    struct restart_window *w = malloc(sizeof(*w) + capacity * sizeof(w->times[0]));
+    if (!w)
         return;
-    for (size_t i = 0; i < sup->restart_count; i++)
-        times[i] = *ring_at(sup, i);
-    free(sup->restart_times);
-    sup->restart_times = times;
-    sup->restart_capacity = capacity;
-    sup->restart_head = 0;
+    w->head = 0;
+    w->count = old ? old->count : 0;
+    w->capacity = (unsigned)capacity;
+    for (size_t i = 0; i < w->count; i++)
+        w->times[i] = *ring_at(old, i);
+    free(old);
+    sup->window = w;
 }
 
 bool intensity_add_restart(struct node *sup, msec_t now)
 {
-    size_t limit = (size_t)sup->config.intensity + 1;
+    size_t limit = (size_t)sup->config->intensity + 1;
+    struct restart_window *w = sup->window;
 
-    while (sup->restart_count > 0 && *ring_at(sup, 0) < now - sup->config.period) {
-        sup->restart_head = (sup->restart_head + 1) % sup->restart_capacity;
-        sup->restart_count--;
+    while (w && w->count > 0 && *ring_at(w, 0) < now - sup->config->period) {
+        w->head = (w->head + 1) % w->capacity;
+        w->count--;
     }
-    if (sup->restart_count == sup->restart_capacity)
+    if (!w || w->count == w->capacity)
         ring_grow(sup, limit);
-    if (sup->restart_capacity == 0)
-        return sup->config.intensity > 0; /* no memory at all: only 0 gives up */
-    if (sup->restart_count == sup->restart_capacity) {
-        sup->restart_head = (sup->restart_head + 1) % sup->restart_capacity;
-        sup->restart_count--;
+    w = sup->window;
+    if (!w)
+        return sup->config->intensity > 0; /* no memory at all: only 0 gives up */
+    if (w->count == w->capacity) {
+        w->head = (w->head + 1) % w->capacity;
+        w->count--;
     }
-    *ring_at(sup, sup->restart_count) = now;
-    sup->restart_count++;
-    return sup->restart_count <= (size_t)sup->config.intensity;
+    *ring_at(w, w->count) = now;
+    w->count++;
+    return w->count <= (size_t)sup->config->intensity;
+}
+
+void intensity_reset(struct node *sup)
+{
+    if (sup->window)
+        sup->window->count = 0;
+}
+
+size_t intensity_count(const struct node *sup)
+{
+    return sup->window ? sup->window->count : 0;
+}
+
+msec_t intensity_time(const struct node *sup, size_t i)
+{
+    return *ring_at(sup->window, i);
+}
+
+int intensity_restore(struct node *sup, const msec_t *times, size_t n)
+{
+    free(sup->window);
+    sup->window = NULL;
+    if (n == 0)
+        return 0;
+    struct restart_window *w = malloc(sizeof(*w) + n * sizeof(w->times[0]));
+    if (!w)
+        return -ENOMEM;
+    w->head = 0;
+    w->count = w->capacity = (unsigned)n;
+    for (size_t i = 0; i < n; i++)
+        w->times[i] = times[i];
+    sup->window = w;
+    return 0;
 }
 
 enum exit_class exit_classify(struct exit_status status, int stop_signal)

@@ -17,7 +17,7 @@ struct node *node_new(const char *name, enum node_kind kind, const struct node_c
         return NULL;
     node->name = memcpy(node + 1, name, name_size);
     node->kind = kind;
-    node->config = *config;
+    node->config = config;
     node->state = NODE_STOPPED;
     return node;
 }
@@ -40,7 +40,7 @@ void node_free(struct node *node)
     if (!node)
         return;
     free(node->children);
-    free(node->restart_times);
+    free(node->window);
     free(node);
 }
 

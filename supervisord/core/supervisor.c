@@ -197,7 +197,7 @@ static void start_service(struct core *core, struct node *svc)
 {
     svc->stop_reason = STOP_NONE;
     svc->stopping_notified = false;
-    svc->watchdog = svc->config.watchdog; /* WATCHDOG_USEC= lasts one instance */
+    svc->watchdog = svc->config->watchdog; /* WATCHDOG_USEC= lasts one instance */
     set_state(core, svc, NODE_STARTING);
     int pid = core->ops->spawn(core->ctx, svc);
     if (pid <= 0) {
@@ -208,19 +208,19 @@ static void start_service(struct core *core, struct node *svc)
         return;
     }
     svc->pid = pid;
-    if (svc->config.type == SERVICE_SIMPLE) {
+    if (svc->config->type == SERVICE_SIMPLE) {
         set_state(core, svc, NODE_RUNNING);
         if (svc->watchdog > 0)
             set_deadline(core, svc, core->now + svc->watchdog);
-    } else if (svc->config.start_timeout != DURATION_INFINITY) {
-        set_deadline(core, svc, core->now + svc->config.start_timeout);
+    } else if (svc->config->start_timeout != DURATION_INFINITY) {
+        set_deadline(core, svc, core->now + svc->config->start_timeout);
     }
 }
 
 static void start_supervisor(struct core *core, struct node *sup, bool by_operator)
 {
     /* A (re)started supervisor is a new OTP process: empty restart history. */
-    sup->restart_count = 0;
+    intensity_reset(sup);
     sup->giving_up = sup->auto_ending = false;
     sup->end_code = 0;
     set_state(core, sup, NODE_STARTING);
@@ -257,16 +257,16 @@ static void signal_service(struct core *core, struct node *svc, int sig)
         set_deadline(core, svc, 0); /* a failed spawn: its exit is already queued */
         return;
     }
-    if (svc->config.shutdown == SHUTDOWN_BRUTAL_KILL) {
+    if (svc->config->shutdown == SHUTDOWN_BRUTAL_KILL) {
         core->ops->kill_all(core->ctx, svc);
         set_deadline(core, svc, 0);
         return;
     }
     core->ops->signal(core->ctx, svc, sig);
-    if (svc->config.shutdown == DURATION_INFINITY)
+    if (svc->config->shutdown == DURATION_INFINITY)
         set_deadline(core, svc, 0);
     else
-        set_deadline(core, svc, core->now + svc->config.shutdown);
+        set_deadline(core, svc, core->now + svc->config->shutdown);
 }
 
 static void stop_supervisor(struct core *core, struct node *sup)
@@ -285,7 +285,7 @@ static void begin_stop(struct core *core, struct node *node)
     if (node->kind == NODE_SERVICE) {
         if (node->stop_reason == STOP_NONE)
             node->stop_reason = STOP_ORDERED;
-        signal_service(core, node, node->config.kill_signal);
+        signal_service(core, node, node->config->kill_signal);
     } else {
         stop_supervisor(core, node);
     }
@@ -366,7 +366,7 @@ again:
 static void apply_strategy(struct node *sup, struct node *failed)
 {
     size_t from;
-    switch (sup->config.strategy) {
+    switch (sup->config->strategy) {
     case STRATEGY_ONE_FOR_ALL:
         from = 0;
         break;
@@ -383,7 +383,7 @@ static void apply_strategy(struct node *sup, struct node *failed)
             child->pending_stop = true;
         /* As in OTP, a temporary sibling stopped by a group restart is
          * not started again. */
-        if (child == failed || (!child->held && child->config.restart != RESTART_TEMPORARY))
+        if (child == failed || (!child->held && child->config->restart != RESTART_TEMPORARY))
             child->pending_start = true;
     }
 }
@@ -397,7 +397,7 @@ static bool significant_alive(const struct node *sup)
 {
     for (size_t i = 0; i < sup->n_children; i++) {
         const struct node *child = sup->children[i];
-        if (child->config.significant && (is_active(child) || child->pending_start))
+        if (child->config->significant && (is_active(child) || child->pending_start))
             return true;
     }
     return false;
@@ -406,9 +406,9 @@ static bool significant_alive(const struct node *sup)
 /* A significant child ended by itself and will not be restarted. */
 static void check_auto_shutdown(struct core *core, struct node *sup, struct node *child)
 {
-    if (sup->config.auto_shutdown == AUTO_SHUTDOWN_NEVER)
+    if (sup->config->auto_shutdown == AUTO_SHUTDOWN_NEVER)
         return;
-    if (sup->config.auto_shutdown == AUTO_SHUTDOWN_ALL_SIGNIFICANT && significant_alive(sup))
+    if (sup->config->auto_shutdown == AUTO_SHUTDOWN_ALL_SIGNIFICANT && significant_alive(sup))
         return;
     sup->auto_ending = true;
     sup->end_code = end_code_of(child);
@@ -449,8 +449,8 @@ static void child_ended(struct core *core, struct node *child, enum exit_class c
         supervisor_advance(core, sup);
         return;
     }
-    if (!restart_wanted(child->config.restart, class)) {
-        if (child->config.significant)
+    if (!restart_wanted(child->config->restart, class)) {
+        if (child->config->significant)
             check_auto_shutdown(core, sup, child);
         supervisor_advance(core, sup);
         return;
@@ -493,13 +493,13 @@ static void on_exited(struct core *core, struct node *svc, struct exit_status st
         supervisor_advance(core, svc->parent);
         return;
     }
-    if (from == NODE_STARTING && svc->config.type == SERVICE_ONESHOT && status.known &&
+    if (from == NODE_STARTING && svc->config->type == SERVICE_ONESHOT && status.known &&
         !status.signaled && status.value == 0) {
         set_state(core, svc, NODE_DONE); /* a oneshot is ready when it exits 0 */
         /* ... and it has also ended by itself, not to be run again: for a
          * significant one that is AutoShutdown's cue. */
         struct node *sup = svc->parent;
-        if (svc->config.significant && !core->shutting_down &&
+        if (svc->config->significant && !core->shutting_down &&
             (sup->state == NODE_STARTING || sup->state == NODE_RUNNING))
             check_auto_shutdown(core, sup, svc);
         supervisor_advance(core, sup);
@@ -507,7 +507,7 @@ static void on_exited(struct core *core, struct node *svc, struct exit_status st
     }
     enum exit_class class = EXIT_ABNORMAL; /* failed start, start timeout, watchdog */
     if (from == NODE_RUNNING || (from == NODE_STOPPING && reason == STOP_NONE))
-        class = exit_classify(status, svc->config.kill_signal);
+        class = exit_classify(status, svc->config->kill_signal);
     set_state(core, svc,
               class == EXIT_ABNORMAL ? NODE_FAILED
               : class == EXIT_NORMAL ? NODE_DONE
@@ -525,7 +525,7 @@ static void on_deadline(struct core *core, struct node *node)
     switch (node->state) {
     case NODE_STARTING:
         node->stop_reason = STOP_START_TIMEOUT;
-        signal_service(core, node, node->config.kill_signal);
+        signal_service(core, node, node->config->kill_signal);
         break;
     case NODE_RUNNING:
         /* As systemd's WatchdogSignal= default: SIGABRT, so a core can tell why. */

@@ -170,12 +170,12 @@ int env_build(struct env *env, const struct unit *unit, const char *runtime_dir,
                     env_put(env, format("SHELL=%s", pw->pw_shell))))
             goto nomem;
     }
-    for (size_t i = 0; i < unit->n_environment; i++)
-        if (!env_put(env, strdup(unit->environment[i])))
+    for (size_t i = 0; i < unit->extra->n_environment; i++)
+        if (!env_put(env, strdup(unit->extra->environment[i])))
             goto nomem;
     /* As in systemd, the files override Environment=. */
-    for (size_t i = 0; i < unit->n_environment_files; i++) {
-        int r = read_env_file(env, &unit->environment_files[i]);
+    for (size_t i = 0; i < unit->extra->n_environment_files; i++) {
+        int r = read_env_file(env, &unit->extra->environment_files[i]);
         if (r < 0)
             return r;
     }

@@ -18,8 +18,8 @@ struct output_stream {
     output_sink_fn sink; /* NULL: only arbord's log */
     void *ctx;
     pid_t pid;
-    char *partial; /* an unfinished line, allocated only while there is one */
-    size_t partial_len;
+    unsigned partial_len; /* <= OUTPUT_LINE_MAX; beside pid: no padding */
+    char *partial;        /* an unfinished line, allocated only while there is one */
     struct output_stream *prev, *next;
     char unit[]; /* its own copy: a stream may outlive its unit */
 };
@@ -71,7 +71,7 @@ static void keep_partial(struct output_stream *s, const char *data, size_t len)
         if (take > len)
             take = len;
         memcpy(s->partial + s->partial_len, data, take);
-        s->partial_len += take;
+        s->partial_len += (unsigned)take;
         data += take;
         len -= take;
         if (s->partial_len == OUTPUT_LINE_MAX) {

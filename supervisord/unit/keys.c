@@ -182,7 +182,7 @@ typedef int (*parse_key_fn)(struct parse_ctx *ctx, const char *value);
 
 static int key_description(struct parse_ctx *ctx, const char *value)
 {
-    return parse_strdup(ctx, &ctx->unit->description, value);
+    return parse_strdup(ctx, &ctx->extra->description, value);
 }
 
 static int key_strategy(struct parse_ctx *ctx, const char *value)
@@ -214,16 +214,11 @@ static int key_period(struct parse_ctx *ctx, const char *value)
 
 static int key_children(struct parse_ctx *ctx, const char *value)
 {
-    struct unit *u = ctx->unit;
+    struct unit_extra *x = ctx->extra;
 
     if (!*value) { /* an empty Children= starts the list again */
-        for (size_t i = 0; i < u->n_children; i++)
-            free(u->children[i]);
-        free(u->children);
-        free(u->children_lines);
-        u->children = NULL;
-        u->children_lines = NULL;
-        u->n_children = 0;
+        x->n_children = 0;
+        ctx->children_names_len = 0;
         return 0;
     }
     for (const char *p = value; *p;) {
@@ -245,18 +240,28 @@ static int key_children(struct parse_ctx *ctx, const char *value)
             free(name);
             continue;
         }
-        char **names = realloc(u->children, (u->n_children + 1) * sizeof(*names));
-        if (names)
-            u->children = names;
-        int *lines = realloc(u->children_lines, (u->n_children + 1) * sizeof(*lines));
-        if (lines)
-            u->children_lines = lines;
-        if (!names || !lines) {
+        /* Names one after the other, lines beside: parse_finish() makes
+         * them x->children (one block for thousands of names). */
+        if (ctx->children_names_len + len + 1 > ctx->children_names_size) {
+            size_t size = (ctx->children_names_size + len + 1) * 2;
+            char *grown = realloc(ctx->children_names, size);
+            if (!grown) {
+                free(name);
+                return parse_oom(ctx);
+            }
+            ctx->children_names = grown;
+            ctx->children_names_size = size;
+        }
+        int *lines = realloc(ctx->children_lines, (x->n_children + 1) * sizeof(*lines));
+        if (!lines) {
             free(name);
             return parse_oom(ctx);
         }
-        u->children[u->n_children] = name;
-        u->children_lines[u->n_children++] = ctx->lineno;
+        ctx->children_lines = lines;
+        memcpy(ctx->children_names + ctx->children_names_len, name, len + 1);
+        ctx->children_names_len += len + 1;
+        free(name);
+        ctx->children_lines[x->n_children++] = ctx->lineno;
     }
     return 0;
 }
@@ -366,7 +371,7 @@ static int key_mailbox_capacity(struct parse_ctx *ctx, const char *value)
     unsigned long v;
     if (parse_uint(value, 1048576, &v) < 0 || v < 1)
         return -1;
-    ctx->unit->mailbox_capacity = (unsigned)v;
+    ctx->extra->mailbox_capacity = (unsigned)v;
     return 0;
 }
 
@@ -377,7 +382,7 @@ static int key_mailbox_mode(struct parse_ctx *ctx, const char *value)
     unsigned long mode = strtoul(value, &end, 8);
     if (errno || *end || end == value || mode > 0777)
         return -1;
-    ctx->unit->mailbox_mode = (mode_t)mode;
+    ctx->extra->mailbox_mode = (mode_t)mode;
     return 0;
 }
 
@@ -386,7 +391,7 @@ static int key_mailbox_group(struct parse_ctx *ctx, const char *value)
 {
     unsigned long id;
     if (parse_uint(value, (gid_t)-2, &id) == 0) {
-        ctx->unit->mailbox_gid = (gid_t)id;
+        ctx->extra->mailbox_gid = (gid_t)id;
         return 0;
     }
     struct group *gr = getgrnam(value);
@@ -394,7 +399,7 @@ static int key_mailbox_group(struct parse_ctx *ctx, const char *value)
         ctx->why = "no such group";
         return -1;
     }
-    ctx->unit->mailbox_gid = gr->gr_gid;
+    ctx->extra->mailbox_gid = gr->gr_gid;
     return 0;
 }
 
@@ -403,20 +408,20 @@ static int key_mailbox_group(struct parse_ctx *ctx, const char *value)
 static int key_user(struct parse_ctx *ctx, const char *value)
 {
     ctx->line_user = ctx->lineno;
-    return parse_strdup(ctx, &ctx->unit->user, value);
+    return parse_strdup(ctx, &ctx->extra->user, value);
 }
 
 static int key_group(struct parse_ctx *ctx, const char *value)
 {
     ctx->line_group = ctx->lineno;
-    return parse_strdup(ctx, &ctx->unit->group, value);
+    return parse_strdup(ctx, &ctx->extra->group, value);
 }
 
 static int key_working_directory(struct parse_ctx *ctx, const char *value)
 {
     if (value[0] != '/')
         return -1;
-    return parse_strdup(ctx, &ctx->unit->working_directory, value);
+    return parse_strdup(ctx, &ctx->extra->working_directory, value);
 }
 
 static bool parse_env_name_valid(const char *name, size_t len)
@@ -434,23 +439,23 @@ static bool parse_env_name_valid(const char *name, size_t len)
 
 /* Set one VAR=VALUE (owned), replacing an earlier assignment of VAR in
  * place, so the list holds each variable once and later lines win. */
-static int parse_env_set(struct unit *u, char *assignment)
+static int parse_env_set(struct unit_extra *x, char *assignment)
 {
     size_t len = strcspn(assignment, "=") + 1;
-    for (size_t i = 0; i < u->n_environment; i++) {
-        if (strncmp(u->environment[i], assignment, len) == 0) {
-            free(u->environment[i]);
-            u->environment[i] = assignment;
+    for (size_t i = 0; i < x->n_environment; i++) {
+        if (strncmp(x->environment[i], assignment, len) == 0) {
+            free(x->environment[i]);
+            x->environment[i] = assignment;
             return 0;
         }
     }
-    return parse_strv_push(&u->environment, &u->n_environment, assignment);
+    return parse_strv_push(&x->environment, &x->n_environment, assignment);
 }
 
 static int key_environment(struct parse_ctx *ctx, const char *value)
 {
     if (!*value) {
-        parse_strv_reset(&ctx->unit->environment, &ctx->unit->n_environment);
+        parse_strv_reset(&ctx->extra->environment, &ctx->extra->n_environment);
         return 0;
     }
     char **words = parse_command_line(value, &ctx->why);
@@ -468,7 +473,7 @@ static int key_environment(struct parse_ctx *ctx, const char *value)
             continue;
         }
         char *copy = strdup(words[i]);
-        if (!copy || parse_env_set(ctx->unit, copy) < 0) {
+        if (!copy || parse_env_set(ctx->extra, copy) < 0) {
             free(copy);
             r = parse_oom(ctx);
         }
@@ -479,14 +484,14 @@ static int key_environment(struct parse_ctx *ctx, const char *value)
 
 static int key_environment_file(struct parse_ctx *ctx, const char *value)
 {
-    struct unit *u = ctx->unit;
+    struct unit_extra *x = ctx->extra;
 
     if (!*value) {
-        for (size_t i = 0; i < u->n_environment_files; i++)
-            free(u->environment_files[i].path);
-        free(u->environment_files);
-        u->environment_files = NULL;
-        u->n_environment_files = 0;
+        for (size_t i = 0; i < x->n_environment_files; i++)
+            free(x->environment_files[i].path);
+        free(x->environment_files);
+        x->environment_files = NULL;
+        x->n_environment_files = 0;
         return 0;
     }
     bool optional = value[0] == '-';
@@ -494,14 +499,14 @@ static int key_environment_file(struct parse_ctx *ctx, const char *value)
     if (path[0] != '/')
         return -1;
     struct env_file *grown =
-        realloc(u->environment_files, (u->n_environment_files + 1) * sizeof(*grown));
+        realloc(x->environment_files, (x->n_environment_files + 1) * sizeof(*grown));
     if (!grown)
         return parse_oom(ctx);
-    u->environment_files = grown;
+    x->environment_files = grown;
     char *copy = strdup(path);
     if (!copy)
         return parse_oom(ctx);
-    grown[u->n_environment_files++] = (struct env_file){.path = copy, .optional = optional};
+    grown[x->n_environment_files++] = (struct env_file){.path = copy, .optional = optional};
     return 0;
 }
 
@@ -568,17 +573,17 @@ static bool parse_inet_address_valid(const char *value)
 
 static int key_listen(struct parse_ctx *ctx, const char *value)
 {
-    struct unit *u = ctx->unit;
+    struct unit_extra *x = ctx->extra;
 
     if (!*value) {
-        parse_strv_reset(&u->listen, &u->n_listen);
+        parse_strv_reset(&x->listen, &x->n_listen);
         return 0;
     }
     if (value[0] == '/' ? strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path)
                         : !parse_inet_address_valid(value))
         return -1;
     char *copy = strdup(value);
-    if (!copy || parse_strv_push(&u->listen, &u->n_listen, copy) < 0) {
+    if (!copy || parse_strv_push(&x->listen, &x->n_listen, copy) < 0) {
         free(copy);
         return parse_oom(ctx);
     }
@@ -590,7 +595,7 @@ static int key_fd_store_max(struct parse_ctx *ctx, const char *value)
     unsigned long v;
     if (parse_uint(value, 65536, &v) < 0)
         return -1;
-    ctx->unit->fd_store_max = (unsigned)v;
+    ctx->extra->fd_store_max = (unsigned)v;
     return 0;
 }
 

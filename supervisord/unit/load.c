@@ -262,8 +262,8 @@ struct load_graph {
 static void load_link_child(struct load_graph *g, size_t sup, size_t i)
 {
     const struct unit *s = g->set->units[sup];
-    const char *name = s->children[i];
-    int line = s->children_lines[i];
+    const char *name = s->extra->children[i];
+    int line = s->extra->children_lines[i];
     size_t child = load_index(g->set, name);
 
     if (child != LOAD_NO_PARENT && g->seen_by[child] == sup) {
@@ -413,7 +413,7 @@ static void load_validate(const struct unit_set *set, struct diagnostics *diag)
                  "the name root is reserved for the root supervisor: rename this unit, or "
                  "write root.supervisor");
     for (size_t s = 0; s < n; s++)
-        for (size_t i = 0; i < set->units[s]->n_children; i++)
+        for (size_t i = 0; i < set->units[s]->extra->n_children; i++)
             load_link_child(&g, s, i);
     load_find_cycles(&g);
     if (set->explicit_root)
@@ -481,8 +481,8 @@ static struct node *load_build_node(const struct unit_set *set, size_t u, bool *
     built[u] = true;
     if (!node)
         return NULL;
-    for (size_t i = 0; i < unit->n_children; i++) {
-        size_t c = load_index(set, unit->children[i]);
+    for (size_t i = 0; i < unit->extra->n_children; i++) {
+        size_t c = load_index(set, unit->extra->children[i]);
         if (c == LOAD_NO_PARENT || built[c])
             continue;
         struct node *child = load_build_node(set, c, built);
@@ -498,7 +498,8 @@ static struct node *load_build_node(const struct unit_set *set, size_t u, bool *
 /* The implicit root adopts, in name order, every unit no supervisor lists. */
 static struct node *load_build_implicit_root(const struct unit_set *set, bool *built)
 {
-    struct node_config config;
+    /* Nodes keep a pointer to their config: the implicit root's lives here. */
+    static struct node_config config;
     unit_config_defaults(NODE_SUPERVISOR, &config);
     struct node *root = node_new("root", NODE_SUPERVISOR, &config);
     bool *listed = calloc(set->count ? set->count : 1, sizeof(bool));
@@ -506,8 +507,8 @@ static struct node *load_build_implicit_root(const struct unit_set *set, bool *b
     if (!root || !listed)
         goto fail;
     for (size_t s = 0; s < set->count; s++) {
-        for (size_t i = 0; i < set->units[s]->n_children; i++) {
-            size_t c = load_index(set, set->units[s]->children[i]);
+        for (size_t i = 0; i < set->units[s]->extra->n_children; i++) {
+            size_t c = load_index(set, set->units[s]->extra->children[i]);
             if (c != LOAD_NO_PARENT)
                 listed[c] = true;
         }

@@ -213,7 +213,7 @@ static char *parse_reader(char *str, int num, void *stream)
 
 /* ---- after the last line ------------------------------------------------ */
 
-static int parse_getgrouplist(struct unit *u, const char *user)
+static int parse_getgrouplist(struct unit *u, struct unit_extra *x, const char *user)
 {
     int n = 16;
     for (int tries = 0; tries < 8; tries++) {
@@ -222,9 +222,9 @@ static int parse_getgrouplist(struct unit *u, const char *user)
             return -1;
         int want = n;
         if (getgrouplist(user, u->gid, groups, &want) >= 0) {
-            free(u->groups);
-            u->groups = groups;
-            u->n_groups = want;
+            free(x->groups);
+            x->groups = groups;
+            x->n_groups = want;
             return 0;
         }
         free(groups);
@@ -236,18 +236,19 @@ static int parse_getgrouplist(struct unit *u, const char *user)
 static void parse_resolve_group(struct parse_ctx *ctx)
 {
     struct unit *u = ctx->unit;
+    const struct unit_extra *x = ctx->extra;
     unsigned long id;
 
     ctx->lineno = ctx->line_group;
-    if (parse_uint(u->group, (gid_t)-2, &id) == 0) {
+    if (parse_uint(x->group, (gid_t)-2, &id) == 0) {
         u->gid = (gid_t)id;
         return;
     }
-    struct group *gr = getgrnam(u->group);
+    struct group *gr = getgrnam(x->group);
     if (gr)
         u->gid = gr->gr_gid;
     else
-        parse_error(ctx, "Group=%s: no such group", u->group);
+        parse_error(ctx, "Group=%s: no such group", x->group);
 }
 
 /* User= gives the uid, the primary group (unless Group= is set) and the
@@ -255,42 +256,70 @@ static void parse_resolve_group(struct parse_ctx *ctx)
 static void parse_resolve_user(struct parse_ctx *ctx)
 {
     struct unit *u = ctx->unit;
+    struct unit_extra *x = ctx->extra;
     unsigned long id = 0;
     struct passwd *pw;
 
     ctx->lineno = ctx->line_user;
-    if (parse_uint(u->user, (uid_t)-2, &id) == 0) {
+    if (parse_uint(x->user, (uid_t)-2, &id) == 0) {
         u->uid = (uid_t)id;
         pw = getpwuid(u->uid);
-    } else if ((pw = getpwnam(u->user))) {
+    } else if ((pw = getpwnam(x->user))) {
         u->uid = pw->pw_uid;
     } else {
-        parse_error(ctx, "User=%s: no such user", u->user);
+        parse_error(ctx, "User=%s: no such user", x->user);
         return;
     }
-    if (!pw && !u->group) {
+    if (!pw && !x->group) {
         parse_error(ctx, "User=%s: uid %lu has no passwd entry, so no primary group: add Group=",
-                    u->user, id);
+                    x->user, id);
         return;
     }
-    if (!u->group)
+    if (!x->group)
         u->gid = pw->pw_gid;
     if (pw && u->gid != (gid_t)-1) {
         char *name = strdup(pw->pw_name); /* getgrouplist() may reuse pw's storage */
-        if (!name || parse_getgrouplist(u, name) < 0)
-            parse_error(ctx, "User=%s: cannot read its supplementary groups", u->user);
+        if (!name || parse_getgrouplist(u, x, name) < 0)
+            parse_error(ctx, "User=%s: cannot read its supplementary groups", x->user);
         free(name);
     }
+}
+
+/* Children= as one block: the pointers, the lines, then the names. */
+static void parse_children(struct parse_ctx *ctx)
+{
+    struct unit_extra *x = ctx->extra;
+    size_t n = x->n_children;
+    if (n == 0)
+        return;
+    char **block = malloc(n * (sizeof(char *) + sizeof(int)) + ctx->children_names_len);
+    if (!block) {
+        diag_add(ctx->diag, ctx->path, 0, "out of memory");
+        x->n_children = 0;
+        return;
+    }
+    int *lines = (int *)(block + n);
+    char *names = (char *)(lines + n);
+    memcpy(lines, ctx->children_lines, n * sizeof(int));
+    memcpy(names, ctx->children_names, ctx->children_names_len);
+    for (size_t i = 0; i < n; i++) {
+        block[i] = names;
+        names += strlen(names) + 1;
+    }
+    x->children = block;
+    x->children_lines = lines;
 }
 
 /* Checks of one file that need all of it. */
 static void parse_finish(struct parse_ctx *ctx)
 {
     struct unit *u = ctx->unit;
+    const struct unit_extra *x = ctx->extra;
 
-    if (u->group)
+    parse_children(ctx);
+    if (x->group)
         parse_resolve_group(ctx);
-    if (u->user)
+    if (x->user)
         parse_resolve_user(ctx);
     /* A bad ExecStart= was reported already; only a missing one is new. */
     if (u->kind == NODE_SERVICE && !parse_key_first_line(ctx, SECTION_SERVICE, "ExecStart"))
@@ -321,6 +350,12 @@ void unit_config_defaults(enum node_kind kind, struct node_config *ret)
     };
 }
 
+const struct unit_extra unit_extra_defaults = {
+    .mailbox_capacity = 4096,
+    .mailbox_mode = 0600,
+    .mailbox_gid = (gid_t)-1,
+};
+
 static struct unit *unit_new(const char *path, const char *name, enum node_kind kind)
 {
     /* Name and path live right after the unit: one allocation, not three. */
@@ -336,31 +371,47 @@ static struct unit *unit_new(const char *path, const char *name, enum node_kind 
     u->uid = (uid_t)-1;
     u->gid = (gid_t)-1;
     u->standard_output = u->standard_error = OUTPUT_LOG;
-    u->mailbox_capacity = 4096;
-    u->mailbox_mode = 0600;
-    u->mailbox_gid = (gid_t)-1;
+    /* Written while parsing; given back by unit_settle() if left as is. */
+    struct unit_extra *extra = malloc(sizeof(*extra));
+    if (!extra) {
+        free(u);
+        return NULL;
+    }
+    memcpy(extra, &unit_extra_defaults, sizeof(*extra));
+    u->extra = extra;
     return u;
+}
+
+/* A unit that set none of the rare keys shares the defaults. */
+static void unit_settle(struct unit *u)
+{
+    if (u->extra != &unit_extra_defaults &&
+        memcmp(u->extra, &unit_extra_defaults, sizeof(*u->extra)) == 0) {
+        free((void *)u->extra);
+        u->extra = &unit_extra_defaults;
+    }
 }
 
 void unit_free(struct unit *unit)
 {
     if (!unit)
         return;
-    free(unit->description);
-    for (size_t i = 0; i < unit->n_children; i++)
-        free(unit->children[i]);
-    free(unit->children);
-    free(unit->children_lines);
     free(unit->argv);
-    free(unit->user);
-    free(unit->group);
-    free(unit->groups);
-    free(unit->working_directory);
-    strv_free(unit->environment);
-    for (size_t i = 0; i < unit->n_environment_files; i++)
-        free(unit->environment_files[i].path);
-    free(unit->environment_files);
-    strv_free(unit->listen);
+    const struct unit_extra *x = unit->extra;
+    if (x && x != &unit_extra_defaults) {
+        free(x->description);
+        free(x->children); /* with the lines and the names: one block */
+        free(x->user);
+        free(x->group);
+        free(x->groups);
+        free(x->working_directory);
+        strv_free(x->environment);
+        for (size_t i = 0; i < x->n_environment_files; i++)
+            free(x->environment_files[i].path);
+        free(x->environment_files);
+        strv_free(x->listen);
+        free((void *)x);
+    }
     free(unit);
 }
 
@@ -413,6 +464,7 @@ struct unit *unit_parse_stream(FILE *file, const char *path, const char *name, e
         diag_add(diag, path, 0, "out of memory");
         goto fail;
     }
+    ctx.extra = (struct unit_extra *)ctx.unit->extra;
 
     int r = ini_parse_stream(parse_reader, &ctx, parse_handler, &ctx);
     if (ctx.read_errno) {
@@ -424,14 +476,19 @@ struct unit *unit_parse_stream(FILE *file, const char *path, const char *name, e
     else if (r > 0) /* should not happen: inih only gets lines we checked */
         diag_add(diag, path, r, "line rejected by the INI parser");
     parse_finish(&ctx);
+    unit_settle(ctx.unit);
 
     fclose(ctx.file);
     free(ctx.line);
+    free(ctx.children_names);
+    free(ctx.children_lines);
     return ctx.unit;
 
 fail:
     fclose(ctx.file);
     free(ctx.line);
+    free(ctx.children_names);
+    free(ctx.children_lines);
     unit_free(ctx.unit);
     return NULL;
 }

@@ -34,6 +34,7 @@ struct parse_ctx {
     FILE *file;
     const char *path;
     struct unit *unit;
+    struct unit_extra *extra; /* unit->extra, writable while parsing */
     struct diagnostics *diag;
     size_t diag_start; /* problems before this file, to count its own */
     char *line;        /* the physical line being handled */
@@ -48,6 +49,10 @@ struct parse_ctx {
     const char *why;
     int key_lines[PARSE_KEYS_MAX]; /* line of each scalar key's first use */
     int line_user, line_group;
+    /* Children= while parsing: the names, NUL after each, and their lines. */
+    char *children_names;
+    size_t children_names_len, children_names_size;
+    int *children_lines;
 };
 
 #define parse_error(ctx, ...) diag_add((ctx)->diag, (ctx)->path, (ctx)->lineno, __VA_ARGS__)

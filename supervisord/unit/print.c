@@ -35,7 +35,7 @@ static void print_duration(char *buf, size_t size, msec_t ms)
 
 static void print_node(FILE *out, const struct node *node, const struct unit_set *set)
 {
-    const struct node_config *c = &node->config;
+    const struct node_config *c = node->config;
     const struct unit *unit = set ? unit_set_find(set, node->name) : NULL;
     bool implicit_root = !node->parent && set && !set->explicit_root;
     char period[32];

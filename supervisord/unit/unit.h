@@ -43,11 +43,40 @@ struct env_file {
     bool optional; /* written with a leading '-': a missing file is not an error */
 };
 
-struct unit {
-    char *name;            /* file name without the suffix */
-    char *path;            /* as found: DIR/NAME.service */
-    uint64_t content_hash; /* FNV-1a of the file's bytes: reload's "changed?" */
+/* What most units never set, in a block of its own: a unit that sets none
+ * of it points at unit_extra_defaults (shared, never written) instead of
+ * carrying ~130 bytes of empty fields (thousands of units). */
+struct unit_extra {
     char *description;
+    /* Supervisor: Children=, in order, with the line each name came from. */
+    char **children;
+    int *children_lines;
+    size_t n_children;
+    /* Service. */
+    char *user, *group; /* as written; NULL when unset */
+    gid_t *groups;      /* supplementary groups of User= (getgrouplist), resolved at load */
+    int n_groups;
+    unsigned mailbox_capacity; /* MailboxCapacity=, default 4096 */
+    char *working_directory;
+    char **environment; /* "KEY=VALUE" strings, NULL-terminated, in order; NULL if none */
+    size_t n_environment;
+    struct env_file *environment_files;
+    size_t n_environment_files;
+    mode_t mailbox_mode;   /* MailboxMode=, default 0600 */
+    gid_t mailbox_gid;     /* MailboxGroup=, (gid_t)-1 when unset */
+    unsigned fd_store_max; /* FileDescriptorStoreMax=, default 0 */
+    /* SPEC section 7, stored for the OS shell. */
+    char **listen; /* Listen=, NULL-terminated (NULL if none), as written: /path or IP:PORT */
+    size_t n_listen;
+};
+
+extern const struct unit_extra unit_extra_defaults;
+
+struct unit {
+    char *name;                     /* file name without the suffix */
+    char *path;                     /* as found: DIR/NAME.service */
+    uint64_t content_hash;          /* FNV-1a of the file's bytes: reload's "changed?" */
+    const struct unit_extra *extra; /* never NULL; &unit_extra_defaults when all unset */
     struct node_config config;
     enum node_kind kind;
 
@@ -56,32 +85,12 @@ struct unit {
     bool umask_set; /* (here, not with the other fields: no padding) */
     bool mailbox;
 
-    /* Supervisor: Children=, in order, with the line each name came from. */
-    char **children;
-    int *children_lines;
-    size_t n_children;
-
     /* Service. */
-    char **argv;        /* ExecStart=, NULL-terminated; argv[0] absolute or a bare name */
-    char *user, *group; /* as written; NULL when unset */
-    uid_t uid;          /* resolved at load; (uid_t)-1 when User= unset */
-    gid_t gid;          /* resolved at load; (gid_t)-1 when neither User= nor Group= */
-    gid_t *groups;      /* supplementary groups of User= (getgrouplist), resolved at load */
-    int n_groups;
+    char **argv; /* ExecStart=, NULL-terminated; argv[0] absolute or a bare name */
+    uid_t uid;   /* resolved at load; (uid_t)-1 when User= unset */
+    gid_t gid;   /* resolved at load; (gid_t)-1 when neither User= nor Group= */
     mode_t umask;
-    char *working_directory;
-    char **environment; /* "KEY=VALUE" strings, NULL-terminated, in order; NULL if none */
-    size_t n_environment;
-    struct env_file *environment_files;
-    size_t n_environment_files;
     enum output_mode standard_output, standard_error;
-    unsigned mailbox_capacity;
-    mode_t mailbox_mode;   /* MailboxMode=, default 0600 */
-    gid_t mailbox_gid;     /* MailboxGroup=, (gid_t)-1 when unset */
-    unsigned fd_store_max; /* FileDescriptorStoreMax=, default 0 */
-    /* SPEC section 7, stored for the OS shell. */
-    char **listen; /* Listen=, NULL-terminated (NULL if none), as written: /path or IP:PORT */
-    size_t n_listen;
 };
 
 struct unit_set {

@@ -209,26 +209,29 @@ static void check_unit(const struct unit *u, const struct input_file *files, siz
     FUZZ_CHECK(u->config.period >= 0);
     FUZZ_CHECK(u->config.intensity >= 0);
     FUZZ_CHECK(u->standard_output < OUTPUT_MODE_MAX && u->standard_error < OUTPUT_MODE_MAX);
-    FUZZ_CHECK(u->mailbox_capacity >= 1 && u->mailbox_mode <= 0777 && u->umask <= 0777);
+    FUZZ_CHECK(u->extra->mailbox_capacity >= 1 && u->extra->mailbox_mode <= 0777 &&
+               u->umask <= 0777);
 
     if (u->argv) {
         FUZZ_CHECK(u->argv[0] && u->argv[0][0]);
         FUZZ_CHECK(u->argv[0][0] == '/' || !strchr(u->argv[0], '/'));
     }
-    for (size_t i = 0; i < u->n_environment; i++) {
-        const char *eq = strchr(u->environment[i], '=');
-        FUZZ_CHECK(eq && env_name_valid(u->environment[i], (size_t)(eq - u->environment[i])));
+    for (size_t i = 0; i < u->extra->n_environment; i++) {
+        const char *eq = strchr(u->extra->environment[i], '=');
+        FUZZ_CHECK(eq && env_name_valid(u->extra->environment[i],
+                                        (size_t)(eq - u->extra->environment[i])));
         for (size_t j = 0; j < i; j++) /* each variable once: later lines replace */
-            FUZZ_CHECK(strncmp(u->environment[j], u->environment[i],
-                               (size_t)(eq - u->environment[i]) + 1) != 0);
+            FUZZ_CHECK(strncmp(u->extra->environment[j], u->extra->environment[i],
+                               (size_t)(eq - u->extra->environment[i]) + 1) != 0);
     }
-    FUZZ_CHECK(u->n_environment == 0 || u->environment[u->n_environment] == NULL);
-    for (size_t i = 0; i < u->n_environment_files; i++)
-        FUZZ_CHECK(u->environment_files[i].path[0] == '/');
-    if (u->working_directory)
-        FUZZ_CHECK(u->working_directory[0] == '/');
-    for (size_t i = 0; i < u->n_children; i++)
-        FUZZ_CHECK(u->children[i] && u->children_lines[i] > 0);
+    FUZZ_CHECK(u->extra->n_environment == 0 ||
+               u->extra->environment[u->extra->n_environment] == NULL);
+    for (size_t i = 0; i < u->extra->n_environment_files; i++)
+        FUZZ_CHECK(u->extra->environment_files[i].path[0] == '/');
+    if (u->extra->working_directory)
+        FUZZ_CHECK(u->extra->working_directory[0] == '/');
+    for (size_t i = 0; i < u->extra->n_children; i++)
+        FUZZ_CHECK(u->extra->children[i] && u->extra->children_lines[i] > 0);
 }
 
 /* Walk the tree: each node once, linked both ways, its unit's settings. */
@@ -244,13 +247,13 @@ static size_t check_tree(const struct node *node, const struct unit_set *set, bo
         FUZZ_CHECK(!seen[i]);
         seen[i] = true;
         FUZZ_CHECK(node->kind == u->kind);
-        FUZZ_CHECK(node->config.restart == u->config.restart);
-        FUZZ_CHECK(node->config.strategy == u->config.strategy);
-        FUZZ_CHECK(node->config.intensity == u->config.intensity);
-        FUZZ_CHECK(node->config.period == u->config.period);
-        FUZZ_CHECK(node->config.shutdown == u->config.shutdown);
-        FUZZ_CHECK(node->config.kill_signal == u->config.kill_signal);
-        FUZZ_CHECK(node->n_children <= u->n_children);
+        FUZZ_CHECK(node->config->restart == u->config.restart);
+        FUZZ_CHECK(node->config->strategy == u->config.strategy);
+        FUZZ_CHECK(node->config->intensity == u->config.intensity);
+        FUZZ_CHECK(node->config->period == u->config.period);
+        FUZZ_CHECK(node->config->shutdown == u->config.shutdown);
+        FUZZ_CHECK(node->config->kill_signal == u->config.kill_signal);
+        FUZZ_CHECK(node->n_children <= u->extra->n_children);
     } else {
         /* Only the implicit root has no unit. */
         FUZZ_CHECK(!node->parent && !set->explicit_root && !strcmp(node->name, "root"));
@@ -265,8 +268,8 @@ static size_t check_tree(const struct node *node, const struct unit_set *set, bo
 /* Only files in the scratch directory: /dev/zero or a FIFO would hang. */
 static bool env_files_inside(const struct unit *u)
 {
-    for (size_t i = 0; i < u->n_environment_files; i++) {
-        const char *path = u->environment_files[i].path;
+    for (size_t i = 0; i < u->extra->n_environment_files; i++) {
+        const char *path = u->extra->environment_files[i].path;
         if (strncmp(path, DIR_FD_PREFIX, strlen(DIR_FD_PREFIX)) != 0)
             return false;
         const char *name = path + strlen(DIR_FD_PREFIX);
@@ -281,9 +284,9 @@ static bool env_files_inside(const struct unit *u)
 static void check_env(const struct unit *u)
 {
     struct env env;
-    int n_fds = (int)u->n_listen;
+    int n_fds = (int)u->extra->n_listen;
     int r = env_build(&env, u, "/run/arbor-fuzz", "/run/arbor-fuzz/notify/x",
-                      (const char *const *)u->listen, n_fds);
+                      (const char *const *)u->extra->listen, n_fds);
 
     if (r == 0) {
         bool unit_seen = false, names_seen = false;
@@ -301,8 +304,8 @@ static void check_env(const struct unit *u)
                 /* The names, in order, joined with ':'. */
                 const char *p = e + 15;
                 for (int k = 0; k < n_fds; k++) {
-                    size_t len = strlen(u->listen[k]);
-                    FUZZ_CHECK(!strncmp(p, u->listen[k], len));
+                    size_t len = strlen(u->extra->listen[k]);
+                    FUZZ_CHECK(!strncmp(p, u->extra->listen[k], len));
                     p += len;
                     FUZZ_CHECK(*p == (k + 1 < n_fds ? ':' : '\0'));
                     p += *p == ':';

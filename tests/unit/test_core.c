@@ -62,7 +62,13 @@ static struct {
     char transitions[16384];
     int root_ended_calls;
     int root_status;
+    /* Nodes point at their config (the unit's, in arbord): these are ours. */
+    struct node_config configs[128];
+    size_t n_configs;
 } F;
+
+/* A test changes a node's config in place: it owns the storage. */
+#define CFG(node) ((struct node_config *)(node)->config)
 
 static void append(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -230,6 +236,13 @@ static struct node_config supervisor_config(enum strategy strategy)
     };
 }
 
+static const struct node_config *keep_config(struct node_config config)
+{
+    assert_true(F.n_configs < sizeof(F.configs) / sizeof(F.configs[0]));
+    F.configs[F.n_configs] = config;
+    return &F.configs[F.n_configs++];
+}
+
 static struct node *attach(struct node *sup, struct node *node)
 {
     assert_non_null(node);
@@ -241,22 +254,20 @@ static struct node *attach(struct node *sup, struct node *node)
 
 static struct node *make_root(enum strategy strategy)
 {
-    struct node_config config = supervisor_config(strategy);
-    F.root = attach(NULL, node_new("root", NODE_SUPERVISOR, &config));
+    F.root =
+        attach(NULL, node_new("root", NODE_SUPERVISOR, keep_config(supervisor_config(strategy))));
     core_init(&F.core, F.root, &fake_ops, NULL);
     return F.root;
 }
 
 static struct node *add_service(struct node *sup, const char *name, enum service_type type)
 {
-    struct node_config config = service_config(type);
-    return attach(sup, node_new(name, NODE_SERVICE, &config));
+    return attach(sup, node_new(name, NODE_SERVICE, keep_config(service_config(type))));
 }
 
 static struct node *add_supervisor(struct node *sup, const char *name, enum strategy strategy)
 {
-    struct node_config config = supervisor_config(strategy);
-    return attach(sup, node_new(name, NODE_SUPERVISOR, &config));
+    return attach(sup, node_new(name, NODE_SUPERVISOR, keep_config(supervisor_config(strategy))));
 }
 
 /* add_services(root, SERVICE_SIMPLE, "a", "b", NULL) */
@@ -279,13 +290,13 @@ static struct node *N(const char *name)
 
 static void set_restart(const char *name, enum restart_type restart)
 {
-    N(name)->config.restart = restart;
+    CFG(N(name))->restart = restart;
 }
 
 static void make_significant(const char *name, enum restart_type restart)
 {
-    N(name)->config.restart = restart;
-    N(name)->config.significant = true;
+    CFG(N(name))->restart = restart;
+    CFG(N(name))->significant = true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -801,7 +812,7 @@ static void test_group_restart_drops_temporary_sibling(void **state)
 static void test_group_restart_sibling_dying_meanwhile_counts_once(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ALL);
-    root->config.intensity = 1;
+    CFG(root)->intensity = 1;
     add_services(root, SERVICE_SIMPLE, "a", "b", "c", NULL);
     start_tree();
     clear_os();
@@ -837,7 +848,7 @@ static void test_permanent_restarted_even_after_exit_0(void **state)
 static void test_transient_not_restarted_after_exit_0(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0; /* any counted restart would end the root */
+    CFG(root)->intensity = 0; /* any counted restart would end the root */
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
     set_restart("a", RESTART_TRANSIENT);
     start_tree();
@@ -853,10 +864,10 @@ static void test_transient_not_restarted_after_exit_0(void **state)
 static void test_transient_not_restarted_when_killed_by_its_stop_signal(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
     set_restart("a", RESTART_TRANSIENT);
-    N("a")->config.kill_signal = SIGINT;
+    CFG(N("a"))->kill_signal = SIGINT;
     start_tree();
     clear_os();
 
@@ -872,7 +883,7 @@ static void test_transient_restarted_after_abnormal_exit(void **state)
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_SIMPLE);
     set_restart("a", RESTART_TRANSIENT);
-    N("a")->config.kill_signal = SIGINT;
+    CFG(N("a"))->kill_signal = SIGINT;
     start_tree();
     clear_os();
 
@@ -888,7 +899,7 @@ static void test_transient_restarted_after_abnormal_exit(void **state)
 static void test_temporary_never_restarted(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     add_services(root, SERVICE_SIMPLE, "a", "b", "c", NULL);
     set_restart("a", RESTART_TEMPORARY);
     set_restart("b", RESTART_TEMPORARY);
@@ -934,8 +945,8 @@ static void test_more_than_intensity_restarts_gives_up(void **state)
 static void test_intensity_window_includes_both_ends(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 1;
-    root->config.period = 10000;
+    CFG(root)->intensity = 1;
+    CFG(root)->period = 10000;
     add_service(root, "a", SERVICE_SIMPLE);
     start_tree();
     clear_os();
@@ -950,8 +961,8 @@ static void test_intensity_window_includes_both_ends(void **state)
 static void test_intensity_forgets_restarts_outside_the_window(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 1;
-    root->config.period = 10000;
+    CFG(root)->intensity = 1;
+    CFG(root)->period = 10000;
     add_service(root, "a", SERVICE_SIMPLE);
     start_tree();
     clear_os();
@@ -969,7 +980,7 @@ static void test_intensity_forgets_restarts_outside_the_window(void **state)
 static void test_intensity_zero_gives_up_at_first_crash(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
     start_tree();
     clear_os();
@@ -983,7 +994,7 @@ static void test_intensity_zero_gives_up_at_first_crash(void **state)
 static void test_group_restart_counts_once(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ALL);
-    root->config.intensity = 1;
+    CFG(root)->intensity = 1;
     add_services(root, SERVICE_SIMPLE, "a", "b", "c", NULL);
     start_tree();
     clear_os();
@@ -1007,9 +1018,9 @@ static void test_group_restart_counts_once(void **state)
 static void test_give_up_stops_children_in_reverse_and_escalates(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 1;
+    CFG(root)->intensity = 1;
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.intensity = 0;
+    CFG(sub)->intensity = 0;
     add_services(sub, SERVICE_SIMPLE, "x", "y", "z", NULL);
     add_service(root, "w", SERVICE_SIMPLE);
     start_tree();
@@ -1043,7 +1054,7 @@ static void test_restarted_supervisor_starts_with_empty_history(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.intensity = 1;
+    CFG(sub)->intensity = 1;
     add_service(sub, "x", SERVICE_SIMPLE);
     start_tree();
     clear_os();
@@ -1060,10 +1071,10 @@ static void test_restarted_supervisor_starts_with_empty_history(void **state)
 static void test_transient_supervisor_giving_up_is_not_restarted(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0; /* would give up if the sub counted */
+    CFG(root)->intensity = 0; /* would give up if the sub counted */
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.intensity = 0;
-    sub->config.restart = RESTART_TRANSIENT;
+    CFG(sub)->intensity = 0;
+    CFG(sub)->restart = RESTART_TRANSIENT;
     add_services(sub, SERVICE_SIMPLE, "x", "y", NULL);
     add_service(root, "w", SERVICE_SIMPLE);
     start_tree();
@@ -1082,10 +1093,10 @@ static void test_transient_supervisor_giving_up_is_not_restarted(void **state)
 static void test_temporary_supervisor_giving_up_is_not_restarted(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ALL);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.intensity = 0;
-    sub->config.restart = RESTART_TEMPORARY;
+    CFG(sub)->intensity = 0;
+    CFG(sub)->restart = RESTART_TEMPORARY;
     add_service(sub, "x", SERVICE_SIMPLE);
     add_service(root, "w", SERVICE_SIMPLE);
     start_tree();
@@ -1105,7 +1116,7 @@ static void test_temporary_supervisor_giving_up_is_not_restarted(void **state)
 static void test_spawn_error_is_retried_until_intensity(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 2;
+    CFG(root)->intensity = 2;
     add_services(root, SERVICE_EXEC, "a", "b", NULL);
     fail_spawn("a", 100, ENOENT);
 
@@ -1132,7 +1143,7 @@ static void test_spawn_error_then_success(void **state)
 static void test_exit_before_ready_is_a_failed_start(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 1;
+    CFG(root)->intensity = 1;
     add_services(root, SERVICE_NOTIFY, "a", "b", NULL);
     set_restart("a", RESTART_TRANSIENT);
 
@@ -1150,8 +1161,8 @@ static void test_exit_before_ready_is_a_failed_start(void **state)
 static void test_start_timeout_is_a_failed_start(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 1;
-    root->config.period = 100000; /* both timeouts inside one period */
+    CFG(root)->intensity = 1;
+    CFG(root)->period = 100000; /* both timeouts inside one period */
     add_service(root, "a", SERVICE_EXEC);
     set_restart("a", RESTART_TRANSIENT);
     msec_t t0 = F.now;
@@ -1198,7 +1209,7 @@ static void test_start_timeout_infinity_never_fires(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_NOTIFY);
-    N("a")->config.start_timeout = DURATION_INFINITY;
+    CFG(N("a"))->start_timeout = DURATION_INFINITY;
 
     start_tree();
     clear_os();
@@ -1238,7 +1249,7 @@ static void test_brutal_kill_kills_at_once(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_SIMPLE);
-    N("a")->config.shutdown = SHUTDOWN_BRUTAL_KILL;
+    CFG(N("a"))->shutdown = SHUTDOWN_BRUTAL_KILL;
     start_tree();
     clear_os();
 
@@ -1253,7 +1264,7 @@ static void test_shutdown_infinity_waits_forever(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_SIMPLE);
-    N("a")->config.shutdown = DURATION_INFINITY;
+    CFG(N("a"))->shutdown = DURATION_INFINITY;
     start_tree();
     clear_os();
 
@@ -1287,7 +1298,7 @@ static void test_watchdog_armed_at_ready_and_moved_by_ping(void **state)
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_NOTIFY);
     set_restart("a", RESTART_TRANSIENT);
-    N("a")->config.watchdog = 1000;
+    CFG(N("a"))->watchdog = 1000;
     msec_t t0 = F.now;
 
     start_tree();
@@ -1314,7 +1325,7 @@ static void test_watchdog_exit_is_abnormal_whatever_the_status(void **state)
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_service(root, "a", SERVICE_SIMPLE);
     set_restart("a", RESTART_TRANSIENT);
-    N("a")->config.watchdog = 2000;
+    CFG(N("a"))->watchdog = 2000;
     msec_t t0 = F.now;
 
     start_tree();
@@ -1473,8 +1484,8 @@ static void test_shutdown_sends_each_service_its_kill_signal(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
-    N("a")->config.kill_signal = SIGINT;
-    N("b")->config.kill_signal = SIGHUP;
+    CFG(N("a"))->kill_signal = SIGINT;
+    CFG(N("b"))->kill_signal = SIGHUP;
     start_tree();
     clear_os();
 
@@ -1638,7 +1649,7 @@ static void test_shutdown_during_failed_spawn(void **state)
 static void test_any_significant_transient_normal_exit_ends_root(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "a", "s", "b", NULL);
     make_significant("s", RESTART_TRANSIENT);
     start_tree();
@@ -1656,7 +1667,7 @@ static void test_any_significant_transient_normal_exit_ends_root(void **state)
 static void test_any_significant_exit_status_is_the_childs(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "a", "s", NULL);
     make_significant("s", RESTART_TEMPORARY);
     start_tree();
@@ -1671,7 +1682,7 @@ static void test_any_significant_exit_status_is_the_childs(void **state)
 static void test_any_significant_temporary_exit_code(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_service(root, "s", SERVICE_SIMPLE);
     make_significant("s", RESTART_TEMPORARY);
     start_tree();
@@ -1684,7 +1695,7 @@ static void test_any_significant_temporary_exit_code(void **state)
 static void test_significant_child_restarted_does_not_trigger(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "a", "s", NULL);
     make_significant("s", RESTART_TRANSIENT);
     start_tree();
@@ -1699,7 +1710,7 @@ static void test_significant_child_restarted_does_not_trigger(void **state)
 static void test_all_significant_waits_for_the_last(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ALL_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ALL_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "a", "s1", "s2", NULL);
     make_significant("s1", RESTART_TRANSIENT);
     make_significant("s2", RESTART_TEMPORARY);
@@ -1718,7 +1729,7 @@ static void test_all_significant_waits_for_the_last(void **state)
 static void test_significant_stopped_by_strategy_does_not_trigger(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ALL);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "s", "t", "b", NULL);
     make_significant("s", RESTART_TRANSIENT);
     make_significant("t", RESTART_TEMPORARY);
@@ -1738,7 +1749,7 @@ static void test_significant_stopped_by_strategy_does_not_trigger(void **state)
 static void test_significant_dying_while_flagged_for_stop_does_not_trigger(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ALL);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "s", "a", "b", NULL);
     make_significant("s", RESTART_TEMPORARY);
     start_tree();
@@ -1757,7 +1768,7 @@ static void test_significant_dying_while_flagged_for_stop_does_not_trigger(void 
 static void test_significant_stopped_by_operator_does_not_trigger(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(root, SERVICE_SIMPLE, "a", "s", NULL);
     make_significant("s", RESTART_TRANSIENT);
     start_tree();
@@ -1774,7 +1785,7 @@ static void test_significant_stopped_by_operator_does_not_trigger(void **state)
 static void test_significant_oneshot_done_triggers(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(root)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_service(root, "db", SERVICE_SIMPLE);
     add_service(root, "job", SERVICE_ONESHOT);
     make_significant("job", RESTART_TRANSIENT);
@@ -1790,10 +1801,10 @@ static void test_significant_oneshot_done_triggers(void **state)
 static void test_nested_auto_shutdown_parent_carries_on(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.restart = RESTART_TRANSIENT;
-    sub->config.auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
+    CFG(sub)->restart = RESTART_TRANSIENT;
+    CFG(sub)->auto_shutdown = AUTO_SHUTDOWN_ANY_SIGNIFICANT;
     add_services(sub, SERVICE_SIMPLE, "s", "x", NULL);
     make_significant("s", RESTART_TEMPORARY);
     add_service(root, "w", SERVICE_SIMPLE);
@@ -1817,7 +1828,7 @@ static void test_nested_auto_shutdown_parent_carries_on(void **state)
 static void test_operator_stop_holds_without_counting(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
     start_tree();
     clear_os();
@@ -1878,7 +1889,7 @@ static void test_held_child_not_started_when_its_supervisor_restarts(void **stat
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
-    sub->config.intensity = 0;
+    CFG(sub)->intensity = 0;
     add_services(sub, SERVICE_SIMPLE, "x", "y", NULL);
     start_tree();
     stop("y");
@@ -1894,7 +1905,7 @@ static void test_held_child_not_started_when_its_supervisor_restarts(void **stat
 static void test_operator_restart_not_counted(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     add_services(root, SERVICE_SIMPLE, "a", "b", NULL);
     start_tree();
     clear_os();
@@ -1932,7 +1943,7 @@ static void test_operator_restart_of_held_child_starts_it(void **state)
 static void test_operator_stop_and_start_a_subtree(void **state)
 {
     struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
-    root->config.intensity = 0;
+    CFG(root)->intensity = 0;
     struct node *sub = add_supervisor(root, "sub", STRATEGY_ONE_FOR_ONE);
     add_services(sub, SERVICE_SIMPLE, "x", "y", NULL);
     add_service(root, "w", SERVICE_SIMPLE);

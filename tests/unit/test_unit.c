@@ -432,7 +432,7 @@ static void test_parse_service_all_keys(void **state)
     assert_diag_count(&diag, 0);
     assert_string_equal(u->name, "db");
     assert_int_equal(u->kind, NODE_SERVICE);
-    assert_string_equal(u->description, "The database");
+    assert_string_equal(u->extra->description, "The database");
     assert_string_equal(u->argv[0], "/usr/bin/postgres");
     assert_string_equal(u->argv[1], "-D");
     assert_string_equal(u->argv[2], "/var/lib/my pg");
@@ -448,33 +448,33 @@ static void test_parse_service_all_keys(void **state)
     assert_true(u->config.significant);
     assert_int_equal(u->line_significant, 14);
     assert_true(u->mailbox);
-    assert_int_equal(u->mailbox_capacity, 128);
-    assert_string_equal(u->user, "root");
-    assert_string_equal(u->group, "0");
+    assert_int_equal(u->extra->mailbox_capacity, 128);
+    assert_string_equal(u->extra->user, "root");
+    assert_string_equal(u->extra->group, "0");
     assert_int_equal(u->uid, 0);
     assert_int_equal(u->gid, 0);
-    assert_true(u->n_groups >= 1);
-    assert_int_equal(u->groups[0], 0);
-    assert_string_equal(u->working_directory, "/var/lib/pg");
-    assert_int_equal(u->n_environment, 3);
-    assert_string_equal(u->environment[0], "A=3");
-    assert_string_equal(u->environment[1], "B=two words");
-    assert_string_equal(u->environment[2], "C=x y");
-    assert_null(u->environment[3]);
-    assert_int_equal(u->n_environment_files, 2);
-    assert_string_equal(u->environment_files[0].path, "/etc/default/db");
-    assert_true(u->environment_files[0].optional);
-    assert_string_equal(u->environment_files[1].path, "/etc/db.env");
-    assert_false(u->environment_files[1].optional);
+    assert_true(u->extra->n_groups >= 1);
+    assert_int_equal(u->extra->groups[0], 0);
+    assert_string_equal(u->extra->working_directory, "/var/lib/pg");
+    assert_int_equal(u->extra->n_environment, 3);
+    assert_string_equal(u->extra->environment[0], "A=3");
+    assert_string_equal(u->extra->environment[1], "B=two words");
+    assert_string_equal(u->extra->environment[2], "C=x y");
+    assert_null(u->extra->environment[3]);
+    assert_int_equal(u->extra->n_environment_files, 2);
+    assert_string_equal(u->extra->environment_files[0].path, "/etc/default/db");
+    assert_true(u->extra->environment_files[0].optional);
+    assert_string_equal(u->extra->environment_files[1].path, "/etc/db.env");
+    assert_false(u->extra->environment_files[1].optional);
     assert_true(u->umask_set);
     assert_int_equal(u->umask, 027);
     assert_int_equal(u->standard_output, OUTPUT_NULL);
     assert_int_equal(u->standard_error, OUTPUT_INHERIT);
-    assert_int_equal(u->n_listen, 3);
-    assert_string_equal(u->listen[0], "/run/db.sock");
-    assert_string_equal(u->listen[1], "127.0.0.1:5432");
-    assert_string_equal(u->listen[2], "[::1]:5432");
-    assert_int_equal(u->fd_store_max, 8);
+    assert_int_equal(u->extra->n_listen, 3);
+    assert_string_equal(u->extra->listen[0], "/run/db.sock");
+    assert_string_equal(u->extra->listen[1], "127.0.0.1:5432");
+    assert_string_equal(u->extra->listen[2], "[::1]:5432");
+    assert_int_equal(u->extra->fd_store_max, 8);
     unit_free(u);
     diag_free(&diag);
 }
@@ -486,7 +486,7 @@ static void test_parse_service_defaults(void **state)
 
     assert_non_null(u);
     assert_diag_count(&diag, 0);
-    assert_null(u->description);
+    assert_null(u->extra->description);
     assert_string_equal(u->argv[0], "sleep");
     assert_int_equal(u->config.type, SERVICE_EXEC);
     assert_int_equal(u->config.restart, RESTART_PERMANENT);
@@ -496,18 +496,18 @@ static void test_parse_service_defaults(void **state)
     assert_int_equal(u->config.watchdog, 0);
     assert_false(u->config.significant);
     assert_false(u->mailbox);
-    assert_int_equal(u->mailbox_capacity, 4096);
-    assert_null(u->user);
+    assert_int_equal(u->extra->mailbox_capacity, 4096);
+    assert_null(u->extra->user);
     assert_int_equal(u->uid, (uid_t)-1);
     assert_int_equal(u->gid, (gid_t)-1);
-    assert_null(u->groups);
-    assert_int_equal(u->n_environment, 0);
-    assert_int_equal(u->n_environment_files, 0);
+    assert_null(u->extra->groups);
+    assert_int_equal(u->extra->n_environment, 0);
+    assert_int_equal(u->extra->n_environment_files, 0);
     assert_false(u->umask_set);
     assert_int_equal(u->standard_output, OUTPUT_LOG);
     assert_int_equal(u->standard_error, OUTPUT_LOG);
-    assert_int_equal(u->n_listen, 0);
-    assert_int_equal(u->fd_store_max, 0);
+    assert_int_equal(u->extra->n_listen, 0);
+    assert_int_equal(u->extra->fd_store_max, 0);
     assert_int_equal(u->line_restart, 0);
     assert_int_equal(u->line_significant, 0);
     unit_free(u);
@@ -536,13 +536,13 @@ static void test_parse_supervisor(void **state)
     assert_int_equal(u->config.strategy, STRATEGY_REST_FOR_ONE);
     assert_int_equal(u->config.intensity, 0);
     assert_int_equal(u->config.period, 90000);
-    assert_int_equal(u->n_children, 3);
-    assert_string_equal(u->children[0], "a");
-    assert_string_equal(u->children[1], "b");
-    assert_string_equal(u->children[2], "c");
-    assert_int_equal(u->children_lines[0], 7);
-    assert_int_equal(u->children_lines[1], 7);
-    assert_int_equal(u->children_lines[2], 8);
+    assert_int_equal(u->extra->n_children, 3);
+    assert_string_equal(u->extra->children[0], "a");
+    assert_string_equal(u->extra->children[1], "b");
+    assert_string_equal(u->extra->children[2], "c");
+    assert_int_equal(u->extra->children_lines[0], 7);
+    assert_int_equal(u->extra->children_lines[1], 7);
+    assert_int_equal(u->extra->children_lines[2], 8);
     assert_int_equal(u->config.restart, RESTART_TEMPORARY);
     assert_int_equal(u->config.auto_shutdown, AUTO_SHUTDOWN_ALL_SIGNIFICANT);
     assert_int_equal(u->line_auto_shutdown, 10);
@@ -559,7 +559,7 @@ static void test_parse_supervisor(void **state)
     assert_int_equal(u->config.restart, RESTART_PERMANENT);
     assert_int_equal(u->config.auto_shutdown, AUTO_SHUTDOWN_NEVER);
     assert_false(u->config.significant);
-    assert_int_equal(u->n_children, 0);
+    assert_int_equal(u->extra->n_children, 0);
     unit_free(u);
     diag_free(&diag);
 }
@@ -570,10 +570,10 @@ static void test_parse_children_reset(void **state)
     struct unit *u = parse_text(
         "s.supervisor", "[Supervisor]\nChildren=a b\nChildren=\nChildren=c  d\t e\n", &diag);
     assert_diag_count(&diag, 0);
-    assert_int_equal(u->n_children, 3);
-    assert_string_equal(u->children[0], "c");
-    assert_string_equal(u->children[2], "e");
-    assert_int_equal(u->children_lines[0], 4);
+    assert_int_equal(u->extra->n_children, 3);
+    assert_string_equal(u->extra->children[0], "c");
+    assert_string_equal(u->extra->children[2], "e");
+    assert_int_equal(u->extra->children_lines[0], 4);
     unit_free(u);
 
     u = parse_text("s.supervisor", "[Supervisor]\nChildren=ok bad/name -x also_ok\n", &diag);
@@ -581,8 +581,8 @@ static void test_parse_children_reset(void **state)
                        "[A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 bytes");
     assert_diag(&diag, "s.supervisor:2: Children=: '-x' is not a unit name");
     assert_diag_count(&diag, 2);
-    assert_int_equal(u->n_children, 2);
-    assert_string_equal(u->children[1], "also_ok");
+    assert_int_equal(u->extra->n_children, 2);
+    assert_string_equal(u->extra->children[1], "also_ok");
     unit_free(u);
     diag_free(&diag);
 }
@@ -598,14 +598,14 @@ static void test_parse_repeatable_resets(void **state)
                                 "Environment=EMPTY= D=\"\"\n",
                                 &diag);
     assert_diag_count(&diag, 0);
-    assert_int_equal(u->n_environment, 3);
-    assert_string_equal(u->environment[0], "C=3");
-    assert_string_equal(u->environment[1], "EMPTY=");
-    assert_string_equal(u->environment[2], "D=");
-    assert_int_equal(u->n_environment_files, 1);
-    assert_string_equal(u->environment_files[0].path, "/b");
-    assert_int_equal(u->n_listen, 1);
-    assert_string_equal(u->listen[0], "/y.sock");
+    assert_int_equal(u->extra->n_environment, 3);
+    assert_string_equal(u->extra->environment[0], "C=3");
+    assert_string_equal(u->extra->environment[1], "EMPTY=");
+    assert_string_equal(u->extra->environment[2], "D=");
+    assert_int_equal(u->extra->n_environment_files, 1);
+    assert_string_equal(u->extra->environment_files[0].path, "/b");
+    assert_int_equal(u->extra->n_listen, 1);
+    assert_string_equal(u->extra->listen[0], "/y.sock");
     unit_free(u);
     diag_free(&diag);
 }
@@ -652,7 +652,7 @@ static void test_parse_user_group(void **state)
     assert_diag_count(&diag, 0);
     assert_int_equal(u->uid, 0);
     assert_int_equal(u->gid, 0);
-    assert_true(u->n_groups >= 1);
+    assert_true(u->extra->n_groups >= 1);
     unit_free(u);
 
     /* Group= after User= still overrides the primary group. */
@@ -660,14 +660,14 @@ static void test_parse_user_group(void **state)
     assert_diag_count(&diag, 0);
     assert_int_equal(u->uid, 0);
     assert_int_equal(u->gid, 4242);
-    assert_int_equal(u->groups[0], 4242);
+    assert_int_equal(u->extra->groups[0], 4242);
     unit_free(u);
 
     u = parse_text("u.service", "[Service]\nExecStart=/bin/true\nGroup=root\n", &diag);
     assert_diag_count(&diag, 0);
     assert_int_equal(u->uid, (uid_t)-1);
     assert_int_equal(u->gid, 0);
-    assert_int_equal(u->n_groups, 0);
+    assert_int_equal(u->extra->n_groups, 0);
     unit_free(u);
 
     /* A uid with no passwd entry is fine with a Group=, an error without. */
@@ -677,7 +677,7 @@ static void test_parse_user_group(void **state)
         assert_diag_count(&diag, 0);
         assert_int_equal(u->uid, 54321);
         assert_int_equal(u->gid, 54321);
-        assert_int_equal(u->n_groups, 0);
+        assert_int_equal(u->extra->n_groups, 0);
         unit_free(u);
         u = parse_text("u.service", "[Service]\nExecStart=/bin/true\nUser=54321\n", &diag);
         assert_diag(&diag, "u.service:3: User=54321: uid 54321 has no passwd entry, so no "
@@ -948,11 +948,11 @@ static void test_parse_crlf_bom_colon(void **state)
                                 "Environment=A=x:y\r\n",
                                 &diag);
     assert_diag_count(&diag, 0);
-    assert_string_equal(u->description, "windows file");
+    assert_string_equal(u->extra->description, "windows file");
     assert_string_equal(u->argv[0], "/bin/true");
     assert_null(u->argv[1]);
     assert_int_equal(u->config.type, SERVICE_NOTIFY);
-    assert_string_equal(u->environment[0], "A=x:y");
+    assert_string_equal(u->extra->environment[0], "A=x:y");
     unit_free(u);
 
     /* A BOM only counts on the first line. */
@@ -991,12 +991,12 @@ static void test_parse_long_children(void **state)
     struct unit *u = parse_text("big.supervisor", text, &diag);
     assert_diag(&diag, "big.supervisor:3: unknown key Bogus=");
     assert_diag_count(&diag, 1);
-    assert_int_equal(u->n_children, 1000);
+    assert_int_equal(u->extra->n_children, 1000);
     for (int i = 0; i < 1000; i++) {
         char want[8];
         snprintf(want, sizeof(want), "c%04d", i);
-        assert_string_equal(u->children[i], want);
-        assert_int_equal(u->children_lines[i], 2);
+        assert_string_equal(u->extra->children[i], want);
+        assert_int_equal(u->extra->children_lines[i], 2);
     }
     unit_free(u);
     diag_free(&diag);
@@ -1097,7 +1097,7 @@ static void test_parse_long_split_like_inih(void **state)
         /* ours, short */
         struct unit *u = parse_text("split.supervisor", text, &diag);
         assert_diag_count(&diag, 0);
-        assert_string_equal(u->description, cases[i].value);
+        assert_string_equal(u->extra->description, cases[i].value);
         unit_free(u);
         free(text);
 
@@ -1107,7 +1107,7 @@ static void test_parse_long_split_like_inih(void **state)
         assert_true(asprintf(&want, "%s%s", pad, cases[i].value) > 0);
         u = parse_text("split.supervisor", text, &diag);
         assert_diag_count(&diag, 0);
-        assert_string_equal(u->description, want);
+        assert_string_equal(u->extra->description, want);
         unit_free(u);
         free(text);
         free(want);
@@ -1120,7 +1120,7 @@ static void test_parse_long_split_like_inih(void **state)
     struct diagnostics diag = {0};
     struct unit *u = parse_text("split.supervisor", text, &diag);
     assert_diag_count(&diag, 0);
-    assert_string_equal(u->description, pad);
+    assert_string_equal(u->extra->description, pad);
     unit_free(u);
     free(text);
     free(pad);
@@ -1140,14 +1140,14 @@ static void test_parse_line_limit(void **state)
     assert_true(asprintf(&text, "[Unit]\nDescription=%s\n", value) > 0);
     struct unit *u = parse_text("max.supervisor", text, &diag);
     assert_diag_count(&diag, 0);
-    assert_int_equal(strlen(u->description), UNIT_LINE_MAX - prefix);
+    assert_int_equal(strlen(u->extra->description), UNIT_LINE_MAX - prefix);
     unit_free(u);
     free(text);
 
     assert_true(asprintf(&text, "[Unit]\r\nDescription=%s\r\n", value) > 0);
     u = parse_text("max.supervisor", text, &diag);
     assert_diag_count(&diag, 0);
-    assert_string_equal(u->description, value);
+    assert_string_equal(u->extra->description, value);
     unit_free(u);
     free(text);
 
@@ -1156,7 +1156,7 @@ static void test_parse_line_limit(void **state)
     assert_diag(&diag, "over.supervisor:2: line too long (over 65536 bytes)");
     assert_diag(&diag, "over.supervisor:4: unknown key Bogus=");
     assert_diag_count(&diag, 2);
-    assert_null(u->description);
+    assert_null(u->extra->description);
     unit_free(u);
     free(text);
     diag_free(&diag);
@@ -1281,13 +1281,13 @@ static void test_load_valid_root(void **state)
     assert_string_equal(root->children[1]->name, "web");
     struct node *web = root->children[1];
     assert_int_equal(web->kind, NODE_SUPERVISOR);
-    assert_int_equal(web->config.strategy, STRATEGY_REST_FOR_ONE);
+    assert_int_equal(web->config->strategy, STRATEGY_REST_FOR_ONE);
     assert_int_equal(web->n_children, 2);
     assert_string_equal(web->children[0]->name, "cache");
     assert_string_equal(web->children[1]->name, "app");
     assert_ptr_equal(web->children[1]->parent, web);
     assert_int_equal(web->children[1]->position, 1);
-    assert_true(web->children[1]->config.significant);
+    assert_true(web->children[1]->config->significant);
     assert_ptr_equal(node_find(root, "app"), web->children[1]);
 
     char *text = print_to_string(root, &set);
@@ -1318,10 +1318,10 @@ static void test_load_valid_implicit(void **state)
     assert_non_null(root);
     assert_string_equal(root->name, "root");
     assert_int_equal(root->kind, NODE_SUPERVISOR);
-    assert_int_equal(root->config.strategy, STRATEGY_ONE_FOR_ONE);
-    assert_int_equal(root->config.intensity, 5);
-    assert_int_equal(root->config.period, 10000);
-    assert_int_equal(root->config.auto_shutdown, AUTO_SHUTDOWN_NEVER);
+    assert_int_equal(root->config->strategy, STRATEGY_ONE_FOR_ONE);
+    assert_int_equal(root->config->intensity, 5);
+    assert_int_equal(root->config->period, 10000);
+    assert_int_equal(root->config->auto_shutdown, AUTO_SHUTDOWN_NEVER);
 
     char *text = print_to_string(root, &set);
     assert_string_equal(text, "root  supervisor one-for-one intensity 5/10s (implicit)\n"
@@ -1354,18 +1354,18 @@ static void test_load_spec_examples(void **state)
     }
     struct unit *db = unit_set_find(&set, "db");
     assert_non_null(db);
-    assert_string_equal(db->description, "Postgres");
+    assert_string_equal(db->extra->description, "Postgres");
     assert_string_equal(db->argv[0], "/usr/bin/postgres");
     assert_string_equal(db->argv[1], "-D");
     assert_string_equal(db->argv[2], "/var/lib/pg");
     assert_null(db->argv[3]);
     assert_int_equal(db->config.type, SERVICE_NOTIFY);
     assert_int_equal(db->config.shutdown, 5000);
-    assert_int_equal(db->mailbox_capacity, 4096);
+    assert_int_equal(db->extra->mailbox_capacity, 4096);
     struct unit *root = unit_set_find(&set, "root");
     assert_int_equal(root->config.strategy, STRATEGY_REST_FOR_ONE);
-    assert_int_equal(root->n_children, 3);
-    assert_string_equal(root->children[2], "web");
+    assert_int_equal(root->extra->n_children, 3);
+    assert_string_equal(root->extra->children[2], "web");
     unit_set_free(&set);
     diag_free(&diag);
 }
