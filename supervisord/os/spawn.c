@@ -87,6 +87,27 @@ static int join_cgroup(int dir_fd)
     return n == 1 ? 0 : -1;
 }
 
+/* Only an ignored signal stays so across execve (a handler becomes
+ * SIG_DFL), so a child sets back just the ones arbord ignores: a handful
+ * of system calls instead of 62 (18 us here) while arbord waits. Until
+ * they are noted, every one. */
+static sigset_t ignored;
+static bool ignored_noted;
+
+void spawn_note_ignored_signals(void)
+{
+    sigemptyset(&ignored);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, NULL, &old) < 0 ||
+            (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN))
+            sigaddset(&ignored, sig);
+    }
+    ignored_noted = true;
+}
+
 static void child_side(const struct spawn_request *req, int status_fd, bool in_cgroup)
 {
     /* Keep the status pipe above every fd number arrange_fds() targets. */
@@ -96,7 +117,7 @@ static void child_side(const struct spawn_request *req, int status_fd, bool in_c
 
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
+        if (sig != SIGKILL && sig != SIGSTOP && (!ignored_noted || sigismember(&ignored, sig)))
             sigaction(sig, &dfl, NULL);
 
     if (setsid() < 0)
