@@ -19,9 +19,18 @@
 
 static struct {
     bool enabled;
+    int base_fd;             /* arbord-<pid>, open: a start walks one name, not the path */
     char base[PATH_MAX];     /* absolute path of arbord-<pid> */
     char relative[PATH_MAX]; /* the same as /proc/PID/cgroup shows it */
-} cg;
+} cg = {.base_fd = -1};
+
+static bool open_base(void)
+{
+    if (cg.base_fd >= 0)
+        close(cg.base_fd);
+    cg.base_fd = open(cg.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return cg.base_fd >= 0;
+}
 
 /* The cgroup2 mount point and the root of that mount, from mountinfo. */
 static bool find_cgroup2(char *mount, size_t mount_size, char *root, size_t root_size)
@@ -97,6 +106,12 @@ bool procs_init(bool disable)
             goto fallback;
         }
     }
+    if (!open_base()) {
+        log_msg(LOG_INFO, "no cgroup for services (%s: %s); tracking the process tree instead",
+                cg.base, strerror(errno));
+        rmdir(cg.base);
+        goto fallback;
+    }
     cg.enabled = true;
     log_msg(LOG_DEBUG, "services get cgroups under %s", cg.base);
     return true;
@@ -112,6 +127,7 @@ void procs_adopt(bool enabled, const char *base, const char *relative)
     if (cg.enabled) {
         strcpy(cg.base, base);
         strcpy(cg.relative, relative);
+        cg.enabled = open_base();
     }
 }
 
@@ -156,26 +172,23 @@ void procs_cleanup(void)
         }
         if (d)
             closedir(d);
-        if (rmdir(cg.base) == 0 || errno == ENOENT)
+        if (rmdir(cg.base) == 0 || errno == ENOENT) {
+            close(cg.base_fd);
+            cg.base_fd = -1;
             return;
+        }
         usleep(10000);
     }
     log_msg(LOG_WARNING, "cannot remove %s: %s", cg.base, strerror(errno));
 }
 
-static bool group_path(const char *service, const char *file, char *buf, size_t size)
-{
-    int n = snprintf(buf, size, "%s/%s%s%s", cg.base, service, file ? "/" : "", file ? file : "");
-    return n > 0 && (size_t)n < size;
-}
-
 bool procs_group_create(const char *service)
 {
-    char path[PATH_MAX];
-    if (!cg.enabled || !group_path(service, NULL, path, sizeof(path)))
+    if (!cg.enabled)
         return false;
-    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-        log_unit(LOG_WARNING, service, "cannot create cgroup %s: %s", path, strerror(errno));
+    if (mkdirat(cg.base_fd, service, 0755) < 0 && errno != EEXIST) {
+        log_unit(LOG_WARNING, service, "cannot create cgroup %s/%s: %s", cg.base, service,
+                 strerror(errno));
         return false;
     }
     return true;
@@ -183,25 +196,20 @@ bool procs_group_create(const char *service)
 
 int procs_group_dir_fd(const char *service)
 {
-    char path[PATH_MAX];
-    if (!group_path(service, NULL, path, sizeof(path)))
-        return -1;
-    return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return cg.enabled ? openat(cg.base_fd, service, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 }
 
 void procs_group_remove(const char *service)
 {
-    char path[PATH_MAX];
-    if (cg.enabled && group_path(service, NULL, path, sizeof(path)))
-        rmdir(path); /* fails while a process is still dying: harmless */
+    if (cg.enabled)
+        unlinkat(cg.base_fd, service, AT_REMOVEDIR); /* fails while a process is still dying */
 }
 
 int procs_group_renew(const char *service)
 {
-    char path[PATH_MAX];
-    if (!cg.enabled || !group_path(service, NULL, path, sizeof(path)))
+    if (!cg.enabled)
         return -1;
-    if (rmdir(path) < 0)
+    if (unlinkat(cg.base_fd, service, AT_REMOVEDIR) < 0)
         return errno == ENOENT && procs_group_create(service) ? 1 : 0;
     return procs_group_create(service) ? 1 : -1;
 }
@@ -469,16 +477,13 @@ static bool cgroup_populated(int dir_fd)
 bool procs_kill_all(const char *service, bool cgroup, pid_t pgid, pid_t main_pid,
                     procs_is_main_fn is_main, void *ctx)
 {
-    char path[PATH_MAX];
     if (pgid > 0)
         kill(-pgid, SIGKILL);
     if (!cgroup) {
         kill_tree_fallback(service, main_pid, is_main, ctx);
         return false;
     }
-    int dir = group_path(service, NULL, path, sizeof(path))
-                  ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                  : -1;
+    int dir = procs_group_dir_fd(service);
     bool killed = false;
     if (dir >= 0) {
         killed = cgroup_populated(dir);
