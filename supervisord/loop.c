@@ -796,6 +796,7 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
         signals[i]->data = &d;
         ev_signal_start(d.loop, signals[i]);
     }
+    spawn_note_signals(); /* every disposition is set: children reset these */
     ev_feed_event(d.loop, &d.reaper, EV_CUSTOM);
 
     core_init(&d.core, d.root, &daemon_ops, &d);

@@ -174,7 +174,6 @@ static void prepare_process(bool reexec)
     }
 
     spawn_reserve_slots();
-    spawn_note_ignored_signals();
 
     /* Orphans of our services come back to us, so that we reap them and
      * can find the ones that left their process group. */

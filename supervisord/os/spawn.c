@@ -87,25 +87,26 @@ static int join_cgroup(int dir_fd)
     return n == 1 ? 0 : -1;
 }
 
-/* Only an ignored signal stays so across execve (a handler becomes
- * SIG_DFL), so a child sets back just the ones arbord ignores: a handful
- * of system calls instead of 62 (18 us here) while arbord waits. Until
- * they are noted, every one. */
-static sigset_t ignored;
-static bool ignored_noted;
+/* A child sets back to SIG_DFL the signals whose disposition arbord has
+ * changed: the ignored ones (only SIG_IGN survives execve) and those with
+ * a handler (which would otherwise run in the child, on arbord's memory,
+ * between unblocking signals and execve). A handful of system calls
+ * instead of 62 (18 us here) while arbord waits; until noted, every one. */
+static sigset_t changed;
+static bool changed_noted;
 
-void spawn_note_ignored_signals(void)
+void spawn_note_signals(void)
 {
-    sigemptyset(&ignored);
+    sigemptyset(&changed);
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction old;
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        if (sigaction(sig, NULL, &old) < 0 ||
-            (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN))
-            sigaddset(&ignored, sig);
+        if (sigaction(sig, NULL, &old) < 0 || (old.sa_flags & SA_SIGINFO) ||
+            old.sa_handler != SIG_DFL)
+            sigaddset(&changed, sig);
     }
-    ignored_noted = true;
+    changed_noted = true;
 }
 
 static void child_side(const struct spawn_request *req, int status_fd, bool in_cgroup)
@@ -117,7 +118,7 @@ static void child_side(const struct spawn_request *req, int status_fd, bool in_c
 
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP && (!ignored_noted || sigismember(&ignored, sig)))
+        if (sig != SIGKILL && sig != SIGSTOP && (!changed_noted || sigismember(&changed, sig)))
             sigaction(sig, &dfl, NULL);
 
     if (setsid() < 0)

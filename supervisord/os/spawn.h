@@ -60,9 +60,10 @@ struct spawn_request {
 /* Keep a few low fd numbers for the fds each child needs, which makes a
  * start cost the same however many fds arbord holds. Call once, early. */
 void spawn_reserve_slots(void);
-/* Note which signals arbord ignores (a child sets those back to default),
- * once arbord has set its own dispositions; it must ignore no other later. */
-void spawn_note_ignored_signals(void);
+/* Note which signals arbord ignores or handles (a child sets those back
+ * to default): after arbord's last change of a disposition, before the
+ * first start. */
+void spawn_note_signals(void);
 
 /* Fork and exec. Returns, once the child has exec'd (past exec's point of
  * no return) or exited, the pid and sets *ret_status_fd (non-blocking,

@@ -1093,11 +1093,12 @@ class WithoutPidfd(UnderStrace):
         super().setUp()
         self.script = os.path.join(self.tmp, "m.sh")
 
-    def service_with_a_new_main_pid(self, body, **keys):
-        """m: a shell that starts `sleep 1000 &`, names it MAINPID= with
-        READY=1, then runs `body`."""
+    def service_with_a_new_main_pid(self, body, prelude="", **keys):
+        """m: a shell that runs `prelude`, starts `sleep 1000 &`, names it
+        MAINPID= with READY=1, then runs `body`."""
         with open(self.script, "w") as f:
-            f.write("#!/bin/sh\nsleep 1000 &\nsystemd-notify MAINPID=$! READY=1\n" + body)
+            f.write("#!/bin/sh\n" + prelude + "sleep 1000 &\nsystemd-notify MAINPID=$! READY=1\n" +
+                    body)
         os.chmod(self.script, 0o755)
         self.supervisor("root", ["m"])
         self.service("m", self.script, Type="notify", **keys)
@@ -1124,9 +1125,11 @@ class WithoutPidfd(UnderStrace):
 
     # The same: a stop waits for that main pid, which only polling sees go.
     def test_a_stop_completes_when_the_main_pid_is_reaped_by_its_parent(self):
+        # The trap is set before READY=1: a SIGTERM right after it must
+        # find it in place.
         self.service_with_a_new_main_pid(
-            "trap 'echo got TERM' TERM\nwait\nwait\necho 'main reaped by the shell'\n"
-            "exec sleep 1000\n", Shutdown="1s")
+            "wait\nwait\necho 'main reaped by the shell'\nexec sleep 1000\n",
+            prelude="trap 'echo got TERM' TERM\n", Shutdown="1s")
         self.launch_without_pidfd()
         os.kill(self.arbord_pid, signal.SIGTERM)
         self.wait_log(r"^m\[\d+\]: main reaped by the shell$")
