@@ -81,6 +81,9 @@ SMOKE = dict(
     systems="arbor,s6,runit,supervisord",
 )
 
+# The bare loops a start is held against; "cgroup" also makes a cgroup per
+# child and starts it in there, as arbord does by default.
+PLAIN_FLOORS = ("posix_spawn", "vfork", "fork")
 FIGURES = ["respawn", "memory", "status", "idle", "ready", "storm", "floor", "mailbox",
            "ctl_status"]
 
@@ -469,10 +472,13 @@ class Bench:
                 for r in range(s["ready_runs"]):
                     # The machine's limit, measured just before, under the
                     # same load (the machine is shared: compare neighbours).
-                    floor = self.floor_once(n) if variant == "exec" and self.want("floor") \
-                        else None
+                    floors = self.floor_once(n) if variant == "exec" and self.want("floor") \
+                        else {}
+                    plain = [floors[m] for m in PLAIN_FLOORS if m in floors]
+                    floor = max(plain) if plain else None
                     runs.append(self.ready_once(cls, n, variant == "ready"))
                     runs[-1]["floor_rate"] = floor
+                    runs[-1]["floor_cgroup_rate"] = floors.get("cgroup")
                     log(f"{cls.name}: {n} {variant}: {runs[-1]['seconds']:.2f} s"
                         + (f" (bare loop just before: {n / floor:.2f} s)" if floor else ""))
             except Exception as e:
@@ -568,14 +574,15 @@ class Bench:
 
     def floor_once(self, n):
         """One run of each bare spawn loop (bench/spawn_floor.c) over n
-        services; every run is kept under ("floor", mode). Returns the
-        fastest loop's rate, to hold the system run next to it against."""
+        services; every run is kept under ("floor", mode). Returns each
+        loop's rate, to hold the system run next to it against."""
         rates = {}
-        for mode in ("posix_spawn", "vfork", "fork"):
+        for mode in PLAIN_FLOORS + ("cgroup",):
             # Let the kernel finish with the last run's thousand exits first.
             time.sleep(self.s["quiet"])
             key = ("floor", mode)
-            if key not in [k for k, _ in self.expected]:
+            # The cgroup loop needs a writable cgroup2: not every machine.
+            if mode != "cgroup" and key not in [k for k, _ in self.expected]:
                 self.expect(key, "floor")
             stamps = self.stamps()
             try:
@@ -606,7 +613,7 @@ class Bench:
             finally:
                 stamps.close()
                 self.tracker.sweep()
-        return max(rates.values()) if rates else None
+        return rates
 
     def floor(self):
         # The one-child supervisor: the floor of crash-to-respawn.
@@ -758,7 +765,7 @@ def render(bench, columns):
             return err
         return f"{mode} {num(statistics.median([r['rate'] for r in v]), 0)}" if v else ""
 
-    fl = {m: get(("floor", m), "floor")[0] for m in ("posix_spawn", "vfork", "fork")}
+    fl = {m: get(("floor", m), "floor")[0] for m in PLAIN_FLOORS}
     fastest = any(fl.values())
 
     def rate_cell(v, c):
@@ -771,7 +778,7 @@ def render(bench, columns):
     for c in columns:
         if c == "floor":
             cells.append(" / ".join(filter(None, (floor_cell(m) for m in
-                                                  ("posix_spawn", "vfork", "fork")))))
+                                                  PLAIN_FLOORS + ("cgroup",)))))
         else:
             v, err = get(("ready", "exec"), c)
             cells.append(err or (rate_cell(v, c) if v else ""))
@@ -792,6 +799,14 @@ def render(bench, columns):
             "first → last exec", ("ready", "exec"),
             ratio,
             cols=[c for c in columns if c != "floor"])
+
+        def cgroup_ratio(v, c):
+            inner = [(r["n"] - 1) / r["first_to_last"] / r["floor_cgroup_rate"] for r in v
+                     if r.get("floor_cgroup_rate") and r["first_to_last"] > 0]
+            return cell_spread(inner, 2) if inner else ""
+        row("4. … a cgroup per service, first → last exec, as a ratio to the bare loop that "
+            "also makes a cgroup per child (mkdir, clone3 into it)", ("ready", "exec"),
+            cgroup_ratio, cols=[c for c in columns if c == "arbor"])
     for n in s["status_sizes"]:
         row(f"5. status, {n:,} services, ms", ("status", n), lambda v, c: cell_spread(v))
         row(f"5. --json status, {n:,} services, ms", ("status-json", n),
