@@ -308,6 +308,7 @@ static bool restructure(struct daemon *d, struct reload *r)
             node->pending_start = true;
     }
     start_marked(d, d->root);
+    core_recount(d->root); /* children moved between supervisors */
     node_free_tree(shape);
     free(old);
     free(used);

@@ -157,9 +157,10 @@ struct node {
     struct exit_status last_exit;
     int end_code; /* supervisor: exit status it ended with (AutoShutdown / gave up) */
 
-    /* Supervisor: restart times inside the intensity window (intensity.c);
-     * NULL until the first restart. */
-    struct restart_window *window;
+    /* Supervisor: what its children are doing (supervisor.c) and the
+     * restart times inside the intensity window (intensity.c). NULL for a
+     * service: only supervisors have it. */
+    struct supervision *supervision;
 
     void *os; /* owned by the OS shell; the core never touches it */
 };
@@ -238,6 +239,21 @@ void core_run(struct core *core, msec_t now);
 /* Pure helpers, exposed for tests and the shell. */
 enum exit_class exit_classify(struct exit_status status, int stop_signal);
 int exit_status_code(struct exit_status status); /* code, or 128+signal */
+/* A supervisor's counts of its children that are starting or stopping,
+ * and that are flagged to start or to stop, so that its step costs
+ * nothing per child when there is nothing to do (thousands of children).
+ * set_state() and the core's own flag changes keep them; code that sets
+ * states or flags directly (a re-exec's restore, a reload's rebuild)
+ * calls core_recount() on the tree afterwards. */
+struct supervision {
+    unsigned busy, to_start, to_stop;
+    unsigned start_from;           /* no child below this position is flagged to start */
+    struct restart_window *window; /* NULL until the first restart */
+};
+void core_recount(struct node *root);
+/* The same counts computed afresh equal the kept ones (tests). */
+bool core_counts_consistent(const struct node *root);
+
 /* OTP add_restart(): record a restart at `now`; false if intensity exceeded. */
 bool intensity_add_restart(struct node *supervisor, msec_t now);
 /* A (re)started supervisor: an empty window. */

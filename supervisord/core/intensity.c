@@ -29,7 +29,7 @@ static msec_t *ring_at(const struct restart_window *w, size_t i)
  * errs on the side of restarting. */
 static void ring_grow(struct node *sup, size_t limit)
 {
-    struct restart_window *old = sup->window;
+    struct restart_window *old = sup->supervision->window;
     size_t have = old ? old->capacity : 0;
     size_t capacity = have ? have * 2 : 4;
     if (capacity > limit)
@@ -45,13 +45,13 @@ static void ring_grow(struct node *sup, size_t limit)
     for (size_t i = 0; i < w->count; i++)
         w->times[i] = *ring_at(old, i);
     free(old);
-    sup->window = w;
+    sup->supervision->window = w;
 }
 
 bool intensity_add_restart(struct node *sup, msec_t now)
 {
     size_t limit = (size_t)sup->config->intensity + 1;
-    struct restart_window *w = sup->window;
+    struct restart_window *w = sup->supervision->window;
 
     while (w && w->count > 0 && *ring_at(w, 0) < now - sup->config->period) {
         w->head = (w->head + 1) % w->capacity;
@@ -59,7 +59,7 @@ bool intensity_add_restart(struct node *sup, msec_t now)
     }
     if (!w || w->count == w->capacity)
         ring_grow(sup, limit);
-    w = sup->window;
+    w = sup->supervision->window;
     if (!w)
         return sup->config->intensity > 0; /* no memory at all: only 0 gives up */
     if (w->count == w->capacity) {
@@ -73,24 +73,24 @@ bool intensity_add_restart(struct node *sup, msec_t now)
 
 void intensity_reset(struct node *sup)
 {
-    if (sup->window)
-        sup->window->count = 0;
+    if (sup->supervision->window)
+        sup->supervision->window->count = 0;
 }
 
 size_t intensity_count(const struct node *sup)
 {
-    return sup->window ? sup->window->count : 0;
+    return sup->supervision && sup->supervision->window ? sup->supervision->window->count : 0;
 }
 
 msec_t intensity_time(const struct node *sup, size_t i)
 {
-    return *ring_at(sup->window, i);
+    return *ring_at(sup->supervision->window, i);
 }
 
 int intensity_restore(struct node *sup, const msec_t *times, size_t n)
 {
-    free(sup->window);
-    sup->window = NULL;
+    free(sup->supervision->window);
+    sup->supervision->window = NULL;
     if (n == 0)
         return 0;
     struct restart_window *w = malloc(sizeof(*w) + n * sizeof(w->times[0]));
@@ -100,7 +100,7 @@ int intensity_restore(struct node *sup, const msec_t *times, size_t n)
     w->count = w->capacity = (unsigned)n;
     for (size_t i = 0; i < n; i++)
         w->times[i] = times[i];
-    sup->window = w;
+    sup->supervision->window = w;
     return 0;
 }
 

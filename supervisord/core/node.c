@@ -17,6 +17,10 @@ struct node *node_new(const char *name, enum node_kind kind, const struct node_c
         return NULL;
     node->name = memcpy(node + 1, name, name_size);
     node->kind = kind;
+    if (kind == NODE_SUPERVISOR && !(node->supervision = calloc(1, sizeof(*node->supervision)))) {
+        free(node);
+        return NULL;
+    }
     node->config = config;
     node->state = NODE_STOPPED;
     return node;
@@ -40,7 +44,9 @@ void node_free(struct node *node)
     if (!node)
         return;
     free(node->children);
-    free(node->window);
+    if (node->supervision)
+        free(node->supervision->window);
+    free(node->supervision);
     free(node);
 }
 

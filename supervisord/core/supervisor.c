@@ -4,9 +4,10 @@
  * See core.h for the theory of operation. In short: events are queued and
  * drained by core_run(); a supervisor's work is a set of pending_stop /
  * pending_start flags on its children, carried out one child at a time by
- * supervisor_advance(); a supervisor that finishes starting or ending tells
- * its parent through the queue, never by calling into it, so no handler
- * runs inside another supervisor's step.
+ * supervisor_advance() (which counts make cheap when a supervisor has
+ * thousands of children and one of them restarts); a supervisor that finishes starting or ending
+ * tells its parent through the queue, never by calling into it, so no handler runs inside another
+ * supervisor's step.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -162,12 +163,50 @@ static bool is_busy(const struct node *node)
     return node->state == NODE_STARTING || node->state == NODE_STOPPING;
 }
 
+/* The flags go through these, which keep the parent's counts. */
+static void flag_start(struct node *node, bool on)
+{
+    if (node->pending_start == on)
+        return;
+    node->pending_start = on;
+    struct supervision *sv = node->parent ? node->parent->supervision : NULL;
+    if (!sv)
+        return;
+    if (!on) {
+        sv->to_start--;
+        return;
+    }
+    if (sv->to_start++ == 0 || node->position < sv->start_from)
+        sv->start_from = node->position;
+}
+
+static void flag_stop(struct node *node, bool on)
+{
+    if (node->pending_stop == on)
+        return;
+    node->pending_stop = on;
+    struct supervision *sv = node->parent ? node->parent->supervision : NULL;
+    if (sv) {
+        if (on)
+            sv->to_stop++;
+        else
+            sv->to_stop--;
+    }
+}
+
 static void set_state(struct core *core, struct node *node, enum node_state state)
 {
     enum node_state from = node->state;
     if (from == state)
         return;
+    bool was_busy = is_busy(node);
     node->state = state;
+    if (node->parent && was_busy != is_busy(node)) {
+        if (was_busy)
+            node->parent->supervision->busy--;
+        else
+            node->parent->supervision->busy++;
+    }
     node->since = core->now;
     core->ops->transition(core->ctx, node, from);
 }
@@ -226,8 +265,8 @@ static void start_supervisor(struct core *core, struct node *sup, bool by_operat
     set_state(core, sup, NODE_STARTING);
     for (size_t i = 0; i < sup->n_children; i++) {
         struct node *child = sup->children[i];
-        child->pending_stop = false;
-        child->pending_start = !child->held;
+        flag_stop(child, false);
+        flag_start(child, !child->held);
         /* Children started because the operator started their supervisor
          * are not restarts either. */
         child->operator_start = by_operator && child->pending_start;
@@ -274,8 +313,8 @@ static void stop_supervisor(struct core *core, struct node *sup)
     set_state(core, sup, NODE_STOPPING);
     for (size_t i = 0; i < sup->n_children; i++) {
         struct node *child = sup->children[i];
-        child->pending_start = false;
-        child->pending_stop = is_active(child);
+        flag_start(child, false);
+        flag_stop(child, is_active(child));
     }
     supervisor_advance(core, sup);
 }
@@ -319,8 +358,13 @@ static void supervisor_advance(struct core *core, struct node *sup)
 {
     if (!is_active(sup))
         return;
+    struct supervision *sv = sup->supervision;
 again:
-    for (size_t i = 0; i < sup->n_children; i++) {
+    /* A child in flight, and none flagged to stop (the one case that acts
+     * on a child in flight): wait for it. */
+    if (sv->busy > 0 && sv->to_stop == 0)
+        return;
+    for (size_t i = 0; sv->busy > 0 && i < sup->n_children; i++) {
         struct node *child = sup->children[i];
         if (!is_busy(child))
             continue;
@@ -329,28 +373,28 @@ again:
          * it first keeps the reverse order, and nobody waits out its
          * StartTimeout. */
         if (child->state == NODE_STARTING && child->pending_stop) {
-            child->pending_stop = false;
+            flag_stop(child, false);
             begin_stop(core, child);
         }
         if (is_busy(child))
             return;
         goto again;
     }
-    for (size_t i = sup->n_children; i-- > 0;) {
+    for (size_t i = sup->n_children; sv->to_stop > 0 && i-- > 0;) {
         struct node *child = sup->children[i];
         if (!child->pending_stop)
             continue;
-        child->pending_stop = false;
+        flag_stop(child, false);
         if (child->state != NODE_RUNNING)
             continue;
         begin_stop(core, child);
         goto again;
     }
-    for (size_t i = 0; i < sup->n_children; i++) {
+    for (size_t i = sv->start_from; sv->to_start > 0 && i < sup->n_children; i++) {
         struct node *child = sup->children[i];
         if (!child->pending_start)
             continue;
-        child->pending_start = false;
+        flag_start(child, false);
         /* Nothing starts during a shutdown, not even in a subtree the
          * reverse-order stop has not reached yet. */
         if (sup->state == NODE_STOPPING || core->shutting_down || child->held || is_active(child))
@@ -359,6 +403,52 @@ again:
         goto again;
     }
     supervisor_settle(core, sup);
+}
+
+/* ---- the counts ---- */
+
+static void count_children(const struct node *sup, struct supervision *ret)
+{
+    ret->busy = ret->to_start = ret->to_stop = 0;
+    ret->start_from = 0;
+    for (size_t i = 0; i < sup->n_children; i++) {
+        const struct node *child = sup->children[i];
+        ret->busy += is_busy(child);
+        ret->to_stop += child->pending_stop;
+        if (child->pending_start && ret->to_start++ == 0)
+            ret->start_from = (unsigned)i;
+    }
+}
+
+void core_recount(struct node *root)
+{
+    if (!root || !root->supervision)
+        return;
+    struct supervision counts; /* its window is not ours to touch */
+    count_children(root, &counts);
+    root->supervision->busy = counts.busy;
+    root->supervision->to_start = counts.to_start;
+    root->supervision->to_stop = counts.to_stop;
+    root->supervision->start_from = counts.start_from;
+    for (size_t i = 0; i < root->n_children; i++)
+        core_recount(root->children[i]);
+}
+
+bool core_counts_consistent(const struct node *root)
+{
+    if (!root || !root->supervision)
+        return true;
+    struct supervision counts;
+    count_children(root, &counts);
+    const struct supervision *sv = root->supervision;
+    if (counts.busy != sv->busy || counts.to_start != sv->to_start ||
+        counts.to_stop != sv->to_stop ||
+        (counts.to_start > 0 && counts.start_from < sv->start_from))
+        return false;
+    for (size_t i = 0; i < root->n_children; i++)
+        if (!core_counts_consistent(root->children[i]))
+            return false;
+    return true;
 }
 
 /* ---- failures, strategies, intensity ---- */
@@ -374,17 +464,17 @@ static void apply_strategy(struct node *sup, struct node *failed)
         from = failed->position;
         break;
     default:
-        failed->pending_start = true;
+        flag_start(failed, true);
         return;
     }
     for (size_t i = from; i < sup->n_children; i++) {
         struct node *child = sup->children[i];
         if (child != failed && is_active(child))
-            child->pending_stop = true;
+            flag_stop(child, true);
         /* As in OTP, a temporary sibling stopped by a group restart is
          * not started again. */
         if (child == failed || (!child->held && child->config->restart != RESTART_TEMPORARY))
-            child->pending_start = true;
+            flag_start(child, true);
     }
 }
 
@@ -445,7 +535,7 @@ static void child_ended(struct core *core, struct node *child, enum exit_class c
          * consumes the 'EXIT' of a child it terminates, this is that stop:
          * no second restart counted, no AutoShutdown; pending_start still
          * says whether it comes back. */
-        child->pending_stop = false;
+        flag_stop(child, false);
         supervisor_advance(core, sup);
         return;
     }
@@ -572,8 +662,8 @@ static void on_stop(struct core *core, struct node *node)
         return;
     }
     node->held = true;
-    node->pending_start = false;
-    node->pending_stop = is_active(node);
+    flag_start(node, false);
+    flag_stop(node, is_active(node));
     supervisor_advance(core, node->parent);
 }
 
@@ -587,7 +677,7 @@ static void on_start(struct core *core, struct node *node)
     if (node->state == NODE_STARTING || node->state == NODE_RUNNING)
         return;
     /* A node still stopping starts again once it has stopped. */
-    node->pending_start = true;
+    flag_start(node, true);
     node->operator_start = true;
     if (!is_active(node->parent))
         on_start(core, node->parent); /* starting it starts this child too */
@@ -603,16 +693,16 @@ static void on_restart(struct core *core, struct node *node)
          * restarting all its children, as one operator action. */
         for (size_t i = 0; i < node->n_children; i++) {
             struct node *child = node->children[i];
-            child->pending_stop = is_active(child);
-            child->pending_start = !child->held;
+            flag_stop(child, is_active(child));
+            flag_start(child, !child->held);
             child->operator_start = child->pending_start;
         }
         supervisor_advance(core, node);
         return;
     }
     node->held = false;
-    node->pending_stop = is_active(node);
-    node->pending_start = true;
+    flag_stop(node, is_active(node));
+    flag_start(node, true);
     node->operator_start = true;
     if (!is_active(sup))
         on_start(core, sup);

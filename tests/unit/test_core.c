@@ -187,6 +187,9 @@ static const struct core_ops fake_ops = {
 /* A service's process exists exactly while the core thinks it is active. */
 static void check_invariants(void)
 {
+    /* The counts that let a supervisor skip its children match them. */
+    if (!core_counts_consistent(F.root))
+        fail_msg("a supervisor's counts of busy and flagged children are off");
     for (size_t i = 0; i < F.n_procs; i++) {
         struct proc *p = &F.procs[i];
         struct node *n = p->node;
@@ -586,6 +589,37 @@ static void test_start_notify_child_waits_for_ready(void **state)
     expect_state("b", "running");
     expect_state("c", "starting");
     expect_state("root", "starting");
+    ready("c");
+    expect_state("root", "running");
+}
+
+/* While a child is in flight, the operator starts c and then b: both wait,
+ * and then start in tree order, b first (the supervisor's step begins its
+ * search at the lowest child flagged to start, which b just lowered). */
+static void test_children_flagged_while_one_is_in_flight_start_in_order(void **state)
+{
+    struct node *root = make_root(STRATEGY_ONE_FOR_ONE);
+    add_services(root, SERVICE_NOTIFY, "a", "b", "c", NULL);
+    start_tree();
+    ready("a");
+    ready("b");
+    ready("c");
+    stop("b");
+    killed("b", SIGTERM);
+    stop("c");
+    killed("c", SIGTERM);
+    restart("a");
+    killed("a", SIGTERM);
+    expect_state("a", "starting");
+    clear_os();
+
+    start("c");
+    start("b");
+    expect_os("");
+    ready("a");
+    expect_os("spawn b");
+    ready("b");
+    expect_os("spawn c");
     ready("c");
     expect_state("root", "running");
 }
@@ -2035,6 +2069,7 @@ int main(void)
 
         T(test_start_exec_children_one_at_a_time),
         T(test_start_notify_child_waits_for_ready),
+        T(test_children_flagged_while_one_is_in_flight_start_in_order),
         T(test_start_simple_children_run_at_once),
         T(test_start_transitions_are_reported),
         T(test_start_timeout_armed_while_starting),
