@@ -526,6 +526,9 @@ static void on_reaper(struct ev_loop *loop, ev_io *w, int revents)
      * signalfd existed. */
     if ((reaper_run(child_exited, d) || (revents & EV_CUSTOM)) && !ev_is_active(&d->reap_scan)) {
         ev_now_update(loop); /* the delay counts from now, not the loop's start */
+        /* Set again each time: a one-shot timer that has fired keeps how
+         * late it fired as its delay, and would fire at once. */
+        ev_timer_set(&d->reap_scan, REAP_SCAN_DELAY, 0.0);
         ev_timer_start(loop, &d->reap_scan);
     }
 }
@@ -767,7 +770,8 @@ int daemon_run(const struct daemon_options *options, struct unit_set *units,
     if (restore) {
         if (reexec_restore(&d, restore) < 0)
             goto out;
-        fclose(restore->f); /* read: its memfd goes, with its copy of everything */
+        core_recount(d.root); /* states and flags were set directly */
+        fclose(restore->f);   /* read: its memfd goes, with its copy of everything */
         restore->f = NULL;
     } else if (setup_tree(&d, d.root) < 0 || collect_services(&d) < 0) {
         goto out;
