@@ -62,6 +62,19 @@ def pid_alive(pid):
     return fields is not None and fields[0] != "Z"
 
 
+def start_time(pid):
+    """When pid started (clock ticks since boot), or None when it is gone:
+    with pid_alive_since(), tells a process from a later one given its pid."""
+    fields = proc_stat(pid)
+    return fields[19] if fields else None
+
+
+def pid_alive_since(pid, started):
+    """pid_alive(), and still the process that started at `started`."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z" and fields[19] == started
+
+
 PF_KTHREAD = 0x00200000
 
 

@@ -10,7 +10,8 @@ import signal
 import time
 import unittest
 
-from harness import ArbordTest, pid_alive, proc_environ, wait_until
+from harness import (ArbordTest, pid_alive, pid_alive_since, proc_environ, start_time,
+                     wait_until)
 
 SLEEPER = "/bin/sleep 1000"
 # Ignores SIGTERM (the ignored disposition is inherited by the sleeps too)
@@ -281,9 +282,16 @@ class EscapedDescendants:
                 return None
             return pid if pid != not_pid and pid_alive(pid) else None
         pid = wait_until(read, what=f"a grandchild pid in {pidfile}")
+        # Its start time too: once it has died another process may get its
+        # pid (the pids wrap around quickly when tests run side by side).
+        self.started = getattr(self, "started", {})
+        self.started[pid] = start_time(pid)
         self.extra_pids.append(pid)
         self.addCleanup(kill_recorded, pid, b"sleep\x001001\x00")
         return pid
+
+    def alive(self, grandchild):
+        return pid_alive_since(grandchild, self.started[grandchild])
 
     def assert_escaped(self, grandchild, service_pid, unit=b"esc"):
         # Orphaned: arbord, the child subreaper, adopts it once the subshell
@@ -319,7 +327,7 @@ class EscapedDescendants:
         self.assert_escaped(grandchild, pid)
         arbord = self.proc.pid
         self.assertEqual(self.stop(), 0)
-        wait_until(lambda: not pid_alive(grandchild), timeout=5,
+        wait_until(lambda: not self.alive(grandchild), timeout=5,
                    what=f"the escaped grandchild {grandchild} to die")
         self.assert_no_tagged_processes()
         base = cgroup2_base(arbord)
@@ -335,7 +343,7 @@ class EscapedDescendants:
         grandchild = self.read_grandchild(pidfile)
         self.assert_escaped(grandchild, pid)
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not pid_alive(grandchild), timeout=5,
+        wait_until(lambda: not self.alive(grandchild), timeout=5,
                    what=f"the escaped grandchild {grandchild} to die with its service")
         # The service is restarted (permanent) with a fresh grandchild, and
         # the tree goes on.
@@ -344,7 +352,7 @@ class EscapedDescendants:
         new_grandchild = self.read_grandchild(pidfile, not_pid=grandchild)
         self.assertTrue(pid_alive(self.pid_of("plain")))
         self.assertEqual(self.stop(), 0)
-        wait_until(lambda: not pid_alive(new_grandchild), timeout=5,
+        wait_until(lambda: not self.alive(new_grandchild), timeout=5,
                    what="the second grandchild to die")
         self.assert_no_tagged_processes()
 
@@ -364,7 +372,7 @@ class EscapedDescendants:
         grandchild = self.read_grandchild(pidfile)
         self.assert_escaped(grandchild, pid, unit=None)
         self.assertEqual(self.stop(), 0)
-        wait_until(lambda: not pid_alive(grandchild), timeout=5,
+        wait_until(lambda: not self.alive(grandchild), timeout=5,
                    what=f"the escaped grandchild {grandchild} (no environment) to die")
 
     def test_grandchild_of_a_temporary_service_dies_when_it_exits(self):
