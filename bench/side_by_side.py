@@ -15,7 +15,7 @@ other, never two at once:
                memory at 0 and each N; crash-to-respawn with 1 and 1,000
                others; status latency; idle wakeups, CPU and system calls.
   ready        N bench_svc services, each stamping CLOCK_MONOTONIC at
-               main() on a FIFO; from the supervisor's start to the last
+               its entry point on a FIFO; from the supervisor's start to the last
                one exec'd (and, where the system has readiness, ready).
   storm        services that exit 1 after a short sleep, restarted for
                ever: supervisor CPU, starts per second, status latency.
@@ -134,7 +134,7 @@ def cell_spread(values, digits=None):
 # ---- the stamp FIFO ----
 
 class Stamps:
-    """Lines "PID NS" that bench_svc writes at main(), read by a thread."""
+    """Lines "PID NS" that bench_svc writes (stamped at its entry point), read by a thread."""
 
     def __init__(self, path):
         self.path = path
@@ -350,7 +350,7 @@ class Bench:
 
     def measure_respawn(self, key, column, system, stamps):
         """SIGKILL the victim once it has been up respawn_uptime; the
-        latency is from just before kill() to the replacement's main()."""
+        latency is from just before kill() to the replacement's entry point."""
         s = self.s
         pid, ns = stamps.get(timeout=60)
         samples = []
