@@ -586,24 +586,18 @@ static int restore_node(struct daemon *d, struct node *node, struct state_in *in
     node->last_exit.value = (int)st_get_int(in);
     node->end_code = (int)st_get_int(in);
     long long n = st_get_int(in);
-    if (n < 0 || n > 1000000) {
+    if (n < 0 || n > 1000000 || (n > 0 && !node->supervision)) {
         st_fail(in, "a bad restart history");
         return -1;
     }
     if (n > 0) {
-        msec_t *times = malloc((size_t)n * sizeof(*times));
+        msec_t *times = intensity_restore(node, (size_t)n);
         if (!times) {
             st_fail(in, "out of memory");
             return -1;
         }
         for (long long i = 0; i < n; i++)
             times[i] = st_get_int(in);
-        int r = intensity_restore(node, times, (size_t)n);
-        free(times);
-        if (r < 0) {
-            st_fail(in, "out of memory");
-            return -1;
-        }
     }
     st_get_end(in);
     if (in->bad || node->state < 0 || node->state >= NODE_STATE_MAX ||

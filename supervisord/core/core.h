@@ -261,8 +261,9 @@ void intensity_reset(struct node *supervisor);
 /* The restart times in the window, oldest first (a re-exec hands them on). */
 size_t intensity_count(const struct node *supervisor);
 msec_t intensity_time(const struct node *supervisor, size_t i);
-/* Put back `n` times, oldest first. 0, or -ENOMEM. */
-int intensity_restore(struct node *supervisor, const msec_t *times, size_t n);
+/* A window of `n` restart times (n > 0) for the caller to fill, oldest
+ * first, replacing any; NULL on ENOMEM. */
+msec_t *intensity_restore(struct node *supervisor, size_t n);
 
 const char *node_state_name(enum node_state state);
 const char *node_kind_name(enum node_kind kind);

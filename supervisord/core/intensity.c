@@ -8,7 +8,6 @@
  * Only the newest intensity+1 times can ever matter, so the ring never
  * grows past that.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -19,9 +18,9 @@ struct restart_window {
     msec_t times[];
 };
 
-static msec_t *ring_at(const struct restart_window *w, size_t i)
+static msec_t *ring_at(struct restart_window *w, size_t i)
 {
-    return (msec_t *)&w->times[(w->head + i) % w->capacity];
+    return &w->times[(w->head + i) % w->capacity];
 }
 
 /* Grow the ring, keeping its order. On ENOMEM the ring keeps its size and
@@ -84,24 +83,20 @@ size_t intensity_count(const struct node *sup)
 
 msec_t intensity_time(const struct node *sup, size_t i)
 {
-    return *ring_at(sup->supervision->window, i);
+    const struct restart_window *w = sup->supervision->window;
+    return w->times[(w->head + i) % w->capacity];
 }
 
-int intensity_restore(struct node *sup, const msec_t *times, size_t n)
+msec_t *intensity_restore(struct node *sup, size_t n)
 {
     free(sup->supervision->window);
-    sup->supervision->window = NULL;
-    if (n == 0)
-        return 0;
     struct restart_window *w = malloc(sizeof(*w) + n * sizeof(w->times[0]));
+    sup->supervision->window = w;
     if (!w)
-        return -ENOMEM;
+        return NULL;
     w->head = 0;
     w->count = w->capacity = (unsigned)n;
-    for (size_t i = 0; i < n; i++)
-        w->times[i] = times[i];
-    sup->supervision->window = w;
-    return 0;
+    return w->times;
 }
 
 enum exit_class exit_classify(struct exit_status status, int stop_signal)

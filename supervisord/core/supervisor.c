@@ -4,10 +4,10 @@
  * See core.h for the theory of operation. In short: events are queued and
  * drained by core_run(); a supervisor's work is a set of pending_stop /
  * pending_start flags on its children, carried out one child at a time by
- * supervisor_advance() (which counts make cheap when a supervisor has
- * thousands of children and one of them restarts); a supervisor that finishes starting or ending
- * tells its parent through the queue, never by calling into it, so no handler runs inside another
- * supervisor's step.
+ * supervisor_advance(), which counts keep cheap when a supervisor has
+ * thousands of children; a supervisor that finishes starting or ending
+ * tells its parent through the queue, never by calling into it, so no
+ * handler runs inside another supervisor's step.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -407,6 +407,7 @@ again:
 
 /* ---- the counts ---- */
 
+/* Fills the counts of `ret`, not its window. */
 static void count_children(const struct node *sup, struct supervision *ret)
 {
     ret->busy = ret->to_start = ret->to_stop = 0;
@@ -424,12 +425,7 @@ void core_recount(struct node *root)
 {
     if (!root || !root->supervision)
         return;
-    struct supervision counts; /* its window is not ours to touch */
-    count_children(root, &counts);
-    root->supervision->busy = counts.busy;
-    root->supervision->to_start = counts.to_start;
-    root->supervision->to_stop = counts.to_stop;
-    root->supervision->start_from = counts.start_from;
+    count_children(root, root->supervision);
     for (size_t i = 0; i < root->n_children; i++)
         core_recount(root->children[i]);
 }

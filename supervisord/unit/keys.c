@@ -227,9 +227,20 @@ static int key_children(struct parse_ctx *ctx, const char *value)
             p++;
             continue;
         }
-        char *name = strndup(p, len);
-        if (!name)
-            return parse_oom(ctx);
+        /* Names one after the other, each NUL-terminated, lines beside:
+         * parse_finish() makes them x->children (one block). A name is
+         * copied to the end first and kept only if valid. */
+        if (ctx->children_names_len + len + 1 > ctx->children_names_size) {
+            size_t size = (ctx->children_names_size + len + 1) * 2;
+            char *grown = realloc(ctx->children_names, size);
+            if (!grown)
+                return parse_oom(ctx);
+            ctx->children_names = grown;
+            ctx->children_names_size = size;
+        }
+        char *name = ctx->children_names + ctx->children_names_len;
+        memcpy(name, p, len);
+        name[len] = '\0';
         p += len;
         if (!unit_name_valid(name)) {
             char buf[PARSE_QUOTE_MAX + 4];
@@ -237,30 +248,13 @@ static int key_children(struct parse_ctx *ctx, const char *value)
                         "Children=: '%s' is not a unit name: names match "
                         "[A-Za-z0-9][A-Za-z0-9_.-]*, at most %d bytes",
                         parse_shorten(name, buf, sizeof(buf)), UNIT_NAME_MAX);
-            free(name);
             continue;
         }
-        /* Names one after the other, lines beside: parse_finish() makes
-         * them x->children (one block for thousands of names). */
-        if (ctx->children_names_len + len + 1 > ctx->children_names_size) {
-            size_t size = (ctx->children_names_size + len + 1) * 2;
-            char *grown = realloc(ctx->children_names, size);
-            if (!grown) {
-                free(name);
-                return parse_oom(ctx);
-            }
-            ctx->children_names = grown;
-            ctx->children_names_size = size;
-        }
         int *lines = realloc(ctx->children_lines, (x->n_children + 1) * sizeof(*lines));
-        if (!lines) {
-            free(name);
+        if (!lines)
             return parse_oom(ctx);
-        }
         ctx->children_lines = lines;
-        memcpy(ctx->children_names + ctx->children_names_len, name, len + 1);
         ctx->children_names_len += len + 1;
-        free(name);
         ctx->children_lines[x->n_children++] = ctx->lineno;
     }
     return 0;

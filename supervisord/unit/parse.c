@@ -398,7 +398,7 @@ void unit_free(struct unit *unit)
         return;
     free(unit->argv);
     const struct unit_extra *x = unit->extra;
-    if (x && x != &unit_extra_defaults) {
+    if (x != &unit_extra_defaults) {
         free(x->description);
         free(x->children); /* with the lines and the names: one block */
         free(x->user);

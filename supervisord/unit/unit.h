@@ -45,7 +45,7 @@ struct env_file {
 
 /* What most units never set, in a block of its own: a unit that sets none
  * of it points at unit_extra_defaults (shared, never written) instead of
- * carrying ~130 bytes of empty fields (thousands of units). */
+ * carrying 136 bytes of empty fields (thousands of units). */
 struct unit_extra {
     char *description;
     /* Supervisor: Children=, in order, with the line each name came from. */

@@ -56,23 +56,18 @@ def proc_stat(pid):
         return None
 
 
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
+def pid_alive(pid, started=None):
+    """True if pid exists and is not a zombie (and, given `started` from
+    start_time(), is still that process, not a later one with its pid)."""
     fields = proc_stat(pid)
-    return fields is not None and fields[0] != "Z"
+    return (fields is not None and fields[0] != "Z" and
+            (started is None or fields[19] == started))
 
 
 def start_time(pid):
-    """When pid started (clock ticks since boot), or None when it is gone:
-    with pid_alive_since(), tells a process from a later one given its pid."""
+    """When pid started (clock ticks since boot), or None when it is gone."""
     fields = proc_stat(pid)
     return fields[19] if fields else None
-
-
-def pid_alive_since(pid, started):
-    """pid_alive(), and still the process that started at `started`."""
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] != "Z" and fields[19] == started
 
 
 PF_KTHREAD = 0x00200000

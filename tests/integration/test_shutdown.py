@@ -10,8 +10,7 @@ import signal
 import time
 import unittest
 
-from harness import (ArbordTest, pid_alive, pid_alive_since, proc_environ, start_time,
-                     wait_until)
+from harness import ArbordTest, pid_alive, proc_environ, start_time, wait_until
 
 SLEEPER = "/bin/sleep 1000"
 # Ignores SIGTERM (the ignored disposition is inherited by the sleeps too)
@@ -282,8 +281,8 @@ class EscapedDescendants:
                 return None
             return pid if pid != not_pid and pid_alive(pid) else None
         pid = wait_until(read, what=f"a grandchild pid in {pidfile}")
-        # Its start time too: once it has died another process may get its
-        # pid (the pids wrap around quickly when tests run side by side).
+        # Its start time too: once it has died, a later process with its
+        # pid must not pass for it.
         self.started = getattr(self, "started", {})
         self.started[pid] = start_time(pid)
         self.extra_pids.append(pid)
@@ -291,7 +290,7 @@ class EscapedDescendants:
         return pid
 
     def alive(self, grandchild):
-        return pid_alive_since(grandchild, self.started[grandchild])
+        return pid_alive(grandchild, self.started[grandchild])
 
     def assert_escaped(self, grandchild, service_pid, unit=b"esc"):
         # Orphaned: arbord, the child subreaper, adopts it once the subshell
