@@ -95,25 +95,33 @@ def wait_exec_finished(pid):
     wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
 
 
-def proc_cmdline(pid):
-    """The argv pid exec'd, as bytes with NULs (b"" if it is gone)."""
-    wait_exec_finished(pid)
+def read_or_empty(path):
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError:
         return b""
 
 
+def proc_read(pid, name):
+    """/proc/PID/NAME (cmdline or environ) of a process that has exec'd.
+    An empty read may fall inside an execve that pid began after any check
+    (see exec_finished), so it is read again once that exec has finished:
+    empty then is the process's own (env -i), or pid is gone."""
+    data = read_or_empty(f"/proc/{pid}/{name}")
+    if not data:
+        wait_exec_finished(pid)
+        data = read_or_empty(f"/proc/{pid}/{name}")
+    return data
+
+
+def proc_cmdline(pid):
+    """The argv pid exec'd, as bytes with NULs (b"" if it is gone)."""
+    return proc_read(pid, "cmdline")
+
+
 def proc_environ(pid):
-    wait_exec_finished(pid)
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return dict(
-                e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e
-            )
-    except OSError:
-        return {}
+    return dict(e.split(b"=", 1) for e in proc_read(pid, "environ").split(b"\0") if b"=" in e)
 
 
 def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.01, what="condition"):

@@ -11,7 +11,7 @@ import signal
 import time
 import unittest
 
-from harness import ArbordTest, pid_alive
+from harness import ArbordTest, pid_alive, proc_read
 
 SLEEPER = "/bin/sleep 1000"
 CRASH = "/bin/sh -c 'sleep 0.1; exit 1'"
@@ -158,11 +158,7 @@ class GivingUp(IntensityTest):
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or not pid_alive(int(entry)):
                 continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = f.read()
-            except OSError:
-                continue
+            env = proc_read(int(entry), "environ")
             if self.run.encode() in env and b"ARBOR_UNIT" in env:
                 leftovers.append(int(entry))
         self.assertEqual(leftovers, [])
