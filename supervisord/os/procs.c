@@ -245,21 +245,73 @@ static bool read_stat(pid_t pid, struct proc_stat *ret)
     return true;
 }
 
-static bool environ_has(pid_t pid, const char *entry)
+/* /proc/PID/NAME read whole, NUL-terminated, into a buffer reused by the
+ * next call; NULL if it cannot be opened. arbord may have thousands of
+ * children (their list is one file) and a service any environment. */
+static const char *read_proc(pid_t pid, const char *name, size_t *len)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    static char *buf;
+    static size_t cap;
+    char path[320];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return false;
-    static char buf[1 << 16];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        return NULL;
+    *len = 0;
+    for (;;) {
+        if (*len + 4096 > cap) {
+            size_t grown_cap = cap ? cap * 2 : 65536;
+            char *grown = realloc(buf, grown_cap);
+            if (!grown)
+                break;
+            buf = grown;
+            cap = grown_cap;
+        }
+        ssize_t n = read(fd, buf + *len, cap - *len - 1);
+        if (n <= 0)
+            break;
+        *len += (size_t)n;
+    }
     close(fd);
-    if (n <= 0)
+    if (!buf)
+        return NULL;
+    buf[*len] = '\0';
+    return buf;
+}
+
+/* Inside an execve, from the moment the new program's memory replaces the
+ * old to the moment the kernel writes its arguments, /proc/PID/cmdline and
+ * environ read empty; a finished exec always has a cmdline since Linux 5.18
+ * (before it, one run with no arguments at all costs the full wait below). */
+static bool mid_exec(pid_t pid)
+{
+    struct proc_stat st;
+    size_t len;
+    return read_proc(pid, "cmdline", &len) && len == 0 && read_stat(pid, &st) && st.state != 'Z' &&
+           st.state != 'X';
+}
+
+static bool environ_has(pid_t pid, const char *entry)
+{
+    size_t n = 0;
+    const char *env = read_proc(pid, "environ", &n);
+    /* Empty may not be the process's own environment: it may have exec'd
+     * since the file was opened (the memory read is gone), or be inside an
+     * exec. Read again, and while it is inside one, again until it is
+     * through (microseconds of the kernel's work; 500 waits of 0.1 ms at
+     * most), or an orphan caught there would pass for untagged and live. */
+    for (int retry = 0; env && n == 0 && retry <= 500; retry++) {
+        if (retry > 0) {
+            if (!mid_exec(pid))
+                break;
+            usleep(100);
+        }
+        env = read_proc(pid, "environ", &n);
+    }
+    if (!env || n == 0)
         return false;
-    buf[n] = '\0';
     size_t len = strlen(entry);
-    for (char *p = buf; p < buf + n; p += strlen(p) + 1)
+    for (const char *p = env; p < env + n; p += strlen(p) + 1)
         if (strncmp(p, entry, len) == 0 && p[len] == '\0')
             return true;
     return false;
@@ -294,36 +346,14 @@ static void push_children(struct pid_list *list, pid_t pid)
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     DIR *tasks = opendir(path);
     struct dirent *t;
-    static char *buf;
-    static size_t cap;
     while (tasks && (t = readdir(tasks))) {
         if (!isdigit((unsigned char)t->d_name[0]))
             continue;
-        char file[320];
-        snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int)pid, t->d_name);
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        size_t len = 0;
-        for (;;) {
-            if (len + 4096 > cap) {
-                size_t grown_cap = cap ? cap * 2 : 65536;
-                char *grown = realloc(buf, grown_cap);
-                if (!grown)
-                    break;
-                buf = grown;
-                cap = grown_cap;
-            }
-            ssize_t n = read(fd, buf + len, cap - len - 1);
-            if (n <= 0)
-                break;
-            len += (size_t)n;
-        }
-        close(fd);
-        if (!buf)
-            continue;
-        buf[len] = '\0';
-        for (char *p = buf, *end; *p; p = end) {
+        char name[300];
+        snprintf(name, sizeof(name), "task/%s/children", t->d_name);
+        size_t len;
+        const char *p = read_proc(pid, name, &len);
+        for (char *end; p && *p; p = end) {
             long child = strtol(p, &end, 10);
             if (end == p)
                 break;

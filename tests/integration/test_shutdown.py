@@ -399,6 +399,50 @@ class EscapedDescendants:
         self.assertEqual(self.stop(), 0)
         self.assert_no_tagged_processes()
 
+    def test_orphans_caught_inside_execve_die_with_their_service(self):
+        # Escaped orphans that exec again and again. Without cgroups arbord
+        # tells an orphan by the ARBOR_UNIT= in /proc/PID/environ, which
+        # reads empty while the process is inside an exec (about 8% of the
+        # time for these): 20 of them, 5 crashes, 100 chances to miss one.
+        loop = os.path.join(self.tmp, "loop.sh")
+        with open(loop, "w") as f:
+            f.write(f"exec /bin/sh {loop}\n")
+        pids = os.path.join(self.tmp, "loopers")
+        os.mkdir(pids)
+        self.supervisor("root", ["esc"], Intensity=100, Period="60s")
+        # Each instance's orphans write their pids under the instance's own.
+        self.service(
+            "esc",
+            f"/bin/sh -c 'mkdir {pids}/$$ && for i in $(seq 20); do "
+            f"(setsid sh -c \"echo > {pids}/$$/\\$\\$; exec /bin/sh {loop}\" &); "
+            "done; exec sleep 1000'")
+        self.start_mode()
+        arbord, seen = self.proc.pid, {}
+        self.addCleanup(lambda: [os.kill(p, signal.SIGKILL)
+                                 for p, t in seen.items() if pid_alive(p, t)])
+
+        def adopted(main):
+            loopers = {}
+            for name in os.listdir(os.path.join(pids, str(main))):
+                stat = proc_stat(int(name))
+                if not stat or int(stat[1]) != arbord:
+                    return None
+                loopers[int(name)] = stat[19]
+            return loopers if len(loopers) == 20 else None
+
+        for crash in range(5):
+            main = self.wait_running("esc", count=crash + 1)
+            wait_until(lambda: os.path.isdir(os.path.join(pids, str(main))),
+                       what=f"instance {main} to begin")
+            loopers = wait_until(lambda: adopted(main), timeout=5,
+                                 what=f"instance {main}'s 20 orphans adopted by arbord")
+            seen.update(loopers)
+            os.kill(main, signal.SIGKILL)
+            wait_until(lambda: not any(pid_alive(p, t) for p, t in loopers.items()),
+                       timeout=5, what=f"instance {main}'s orphans to die with it")
+        self.assertEqual(self.stop(), 0)
+        self.assert_no_tagged_processes()
+
 
 class DescendantsWithCgroups(EscapedDescendants, ShutdownTest):
     NO_CGROUPS = False
