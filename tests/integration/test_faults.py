@@ -40,7 +40,8 @@ import time
 import unittest
 
 import control_client as cc
-from harness import ARBORD, DEFAULT_TIMEOUT, VALGRIND, ArbordTest, pid_alive, wait_until
+from harness import (ARBORD, DEFAULT_TIMEOUT, VALGRIND, ArbordTest, pid_alive, proc_cmdline,
+                     wait_until)
 from test_shutdown import cgroups_usable
 
 ARBORCTL = os.environ.get("ARBORCTL", "arborctl")
@@ -1111,6 +1112,10 @@ class WithoutPidfd(UnderStrace):
         self.wait_log(r"^arbord: m: cannot watch main pid \d+: Function not implemented; "
                       r"polling it instead$")
         self.wait_running("m")
+        # Until `sleep 1000 &` has exec'd, its child is the shell with the
+        # shell's TERM trap: a SIGTERM there is spent, and sleep lives on.
+        wait_until(lambda: proc_cmdline(main).startswith(b"sleep\0"),
+                   what=f"main pid {main} to exec sleep")
         return main
 
     # Without pidfd_open(2) (old kernels, seccomp, valgrind) a main pid
