@@ -293,20 +293,25 @@ static bool mid_exec(pid_t pid)
 
 static bool environ_has(pid_t pid, const char *entry)
 {
+    /* Empty may not be the process's own environment: it may be inside an
+     * exec, or have exec'd since the file was opened (the memory read is
+     * gone). Read until it is not empty, or empty twice, each time with no
+     * exec under way once read; while one is, wait (microseconds of the
+     * kernel's work; 500 waits of 0.1 ms at most), or an orphan caught
+     * there would pass for untagged and live. */
     size_t n = 0;
-    const char *env = read_proc(pid, "environ", &n);
-    /* Empty may not be the process's own environment: it may have exec'd
-     * since the file was opened (the memory read is gone), or be inside an
-     * exec. Read again, and while it is inside one, again until it is
-     * through (microseconds of the kernel's work; 500 waits of 0.1 ms at
-     * most), or an orphan caught there would pass for untagged and live. */
-    for (int retry = 0; env && n == 0 && retry <= 500; retry++) {
-        if (retry > 0) {
-            if (!mid_exec(pid))
-                break;
+    const char *env = NULL;
+    for (int settled = 0, waits = 0; settled < 2 && waits <= 500;) {
+        env = read_proc(pid, "environ", &n);
+        if (!env || n > 0)
+            break;
+        if (!mid_exec(pid)) {
+            settled++;
+        } else {
+            settled = 0;
+            waits++;
             usleep(100);
         }
-        env = read_proc(pid, "environ", &n);
     }
     if (!env || n == 0)
         return false;
