@@ -91,10 +91,6 @@ def exec_finished(pid):
         return True
 
 
-def wait_exec_finished(pid):
-    wait_until(lambda: exec_finished(pid), what=f"pid {pid} to finish execve")
-
-
 def read_or_empty(path):
     try:
         with open(path, "rb") as f:
@@ -105,14 +101,26 @@ def read_or_empty(path):
 
 def proc_read(pid, name):
     """/proc/PID/NAME (cmdline or environ) of a process that has exec'd.
-    An empty read may fall inside an execve that pid began after any check
-    (see exec_finished), so it is read again once that exec has finished:
-    empty then is the process's own (env -i), or pid is gone."""
-    data = read_or_empty(f"/proc/{pid}/{name}")
-    if not data:
-        wait_exec_finished(pid)
+    An empty read may fall inside an execve, or the process may have
+    exec'd since the file was opened: read until it is not empty, or it
+    has been empty twice, each read followed by a check that found no exec
+    under way (empty then is the process's own, as after env -i, or pid is
+    gone)."""
+    settled = 0
+    deadline = time.monotonic() + DEFAULT_TIMEOUT
+    while True:
         data = read_or_empty(f"/proc/{pid}/{name}")
-    return data
+        if data:
+            return data
+        if exec_finished(pid):
+            settled += 1
+            if settled == 2:
+                return data
+        else:
+            settled = 0
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for pid {pid} to finish execve")
+            time.sleep(0.001)
 
 
 def proc_cmdline(pid):
