@@ -87,15 +87,26 @@ class ShutdownTest(ArbordTest):
                     found.append(pid)
         return found
 
+    def kill_tagged(self):
+        """Our own leftovers, whatever happened (the harness only knows the
+        main pids that arbord logged): until none is left, as killing one
+        may let another be found."""
+        def none_left():
+            found = self.tagged_processes()
+            for pid in found:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return not found
+        wait_until(none_left, timeout=5, what="this test's leftover processes to be gone")
+
     def tearDown(self):
-        # Our own leftovers, whatever happened (the harness only knows the
-        # main pids that arbord logged).
-        for pid in self.tagged_processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.kill_tagged()
         super().tearDown()
+        # Again once arbord is dead: a service it restarted meanwhile may
+        # have left more.
+        self.kill_tagged()
 
     def assert_no_tagged_processes(self, timeout=3):
         wait_until(lambda: not self.tagged_processes(), timeout=timeout,
@@ -417,9 +428,7 @@ class EscapedDescendants:
             f"(setsid sh -c \"echo > {pids}/$$/\\$\\$; exec /bin/sh {loop}\" &); "
             "done; exec sleep 1000'")
         self.start_mode()
-        arbord, seen = self.proc.pid, {}
-        self.addCleanup(lambda: [os.kill(p, signal.SIGKILL)
-                                 for p, t in seen.items() if pid_alive(p, t)])
+        arbord = self.proc.pid
 
         def adopted(main):
             loopers = {}
@@ -436,7 +445,6 @@ class EscapedDescendants:
                        what=f"instance {main} to begin")
             loopers = wait_until(lambda: adopted(main), timeout=5,
                                  what=f"instance {main}'s 20 orphans adopted by arbord")
-            seen.update(loopers)
             os.kill(main, signal.SIGKILL)
             wait_until(lambda: not any(pid_alive(p, t) for p, t in loopers.items()),
                        timeout=5, what=f"instance {main}'s orphans to die with it")
