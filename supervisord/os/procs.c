@@ -285,10 +285,8 @@ static const char *read_proc(pid_t pid, const char *name, size_t *len)
  * (before it, one run with no arguments at all costs the full wait below). */
 static bool mid_exec(pid_t pid)
 {
-    struct proc_stat st;
     size_t len;
-    return read_proc(pid, "cmdline", &len) && len == 0 && read_stat(pid, &st) && st.state != 'Z' &&
-           st.state != 'X';
+    return read_proc(pid, "cmdline", &len) && len == 0 && procs_alive(pid);
 }
 
 static bool environ_has(pid_t pid, const char *entry)
@@ -301,7 +299,7 @@ static bool environ_has(pid_t pid, const char *entry)
      * there would pass for untagged and live. */
     size_t n = 0;
     const char *env = NULL;
-    for (int settled = 0, waits = 0; settled < 2 && waits <= 500;) {
+    for (int settled = 0, waits = 0; settled < 2 && waits < 500;) {
         env = read_proc(pid, "environ", &n);
         if (!env || n > 0)
             break;
